@@ -1,0 +1,14 @@
+# phasemake: phase-type model inference at scale. See README.md and ../shared/DESIGN.md.
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/graphs.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        graph_files(),

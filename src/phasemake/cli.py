@@ -1,0 +1,169 @@
+"""The ``phasemake`` command line: hash specs, build graphs, manage the cache.
+
+Examples
+--------
+::
+
+    phasemake hash models/my_model.py:coalescent --param n=10
+    phasemake hash phasemake.models:two_deme --param n1=3 --param n2=2 --explain
+    phasemake build phasemake.models:block_counting --param n=30 --cache cache
+    phasemake cache stats --cache cache
+    phasemake cache verify --cache cache --remove-invalid
+    phasemake cache clear --cache cache [--spec SPEC ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from ._version import __version__
+from .cache import GraphCache
+from .errors import PhasemakeError
+from .graph import DEFAULT_MAX_STATES
+from .resolve import load_model
+from .spechash import explain_spec, spec_hash
+
+__all__ = ["main", "parse_params"]
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``k=v`` strings; values are YAML scalars (``10`` is an int, ``10.0`` a float).
+
+    Examples
+    --------
+    >>> parse_params(["n=10", "size=10.0", "label=abc", "ns=[1, 2]"])
+    {'n': 10, 'size': 10.0, 'label': 'abc', 'ns': [1, 2]}
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise PhasemakeError(f"--param {item!r} must look like name=value, e.g. n=10")
+        if key in params:
+            raise PhasemakeError(f"--param {key} is given twice")
+        params[key] = yaml.safe_load(raw)
+    return params
+
+
+def _cmd_hash(args: argparse.Namespace) -> int:
+    model = load_model(args.callback)
+    params = parse_params(args.param)
+    t0 = time.perf_counter()
+    if args.explain:
+        spec, trail = explain_spec(model, **params)
+        for where, digest in trail:
+            print(f"{digest}  {where}")
+    else:
+        spec = spec_hash(model, **params)
+    elapsed = time.perf_counter() - t0
+    print(spec)
+    if args.timing:
+        print(f"hashed in {elapsed * 1e3:.3f} ms", file=sys.stderr)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    model = load_model(args.callback)
+    params = parse_params(args.param)
+    cache = GraphCache(args.cache)
+    graph = cache.load_or_build(model, max_states=args.max_states, **params)
+    print(cache.graph_path(spec_hash(model, **params)))
+    print(graph.summary())
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    cache = GraphCache(args.cache)
+    if args.action == "stats":
+        entries = cache.entries()
+        total = sum(e.bytes for e in entries)
+        print(f"{cache.graph_dir}: {len(entries)} graphs, {total / 1e6:.2f} MB")
+        for e in entries:
+            print(
+                f"  {e.spec}  {e.model:<16} {e.vertices:>10} vertices {e.edges:>11} edges "
+                f"{e.bytes / 1e6:>9.2f} MB  params={e.params}"
+            )
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for path, problem in cache.verify():
+            if problem is None:
+                print(f"ok       {path}")
+                continue
+            bad += 1
+            print(f"INVALID  {problem}")
+            if args.remove_invalid:
+                path.unlink(missing_ok=True)
+                print(f"removed  {path}")
+        print(f"{bad} invalid file(s)")
+        return 1 if bad and not args.remove_invalid else 0
+    removed = cache.clear(args.spec or None)
+    for path in removed:
+        print(f"removed {path}")
+    print(f"{len(removed)} file(s) removed")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phasemake", description="Phase-type model graphs, traces and inference."
+    )
+    parser.add_argument("--version", action="version", version=f"phasemake {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("callback", help="FILE.py:NAME or package.module:NAME")
+        p.add_argument(
+            "--param", action="append", default=[], metavar="K=V",
+            help="construction param (YAML value: 10 is an int, 10.0 a float); repeatable",
+        )
+
+    p_hash = sub.add_parser("hash", help="print the spec hash of a model and its params")
+    model_args(p_hash)
+    p_hash.add_argument("--explain", action="store_true", help="list hashed dependencies")
+    p_hash.add_argument("--timing", action="store_true", help="print the hashing time")
+    p_hash.set_defaults(func=_cmd_hash)
+
+    p_build = sub.add_parser("build", help="build (or load) a graph into the cache")
+    model_args(p_build)
+    p_build.add_argument("--cache", default="cache", help="cache directory (default: cache)")
+    p_build.add_argument("--max-states", type=int, default=DEFAULT_MAX_STATES)
+    p_build.set_defaults(func=_cmd_build)
+
+    p_cache = sub.add_parser("cache", help="report on and manage the graph cache")
+    p_cache.add_argument("action", choices=["stats", "verify", "clear"])
+    p_cache.add_argument("--cache", default="cache", help="cache directory (default: cache)")
+    p_cache.add_argument(
+        "--remove-invalid", action="store_true", help="verify: delete invalid files"
+    )
+    p_cache.add_argument(
+        "--spec", action="append", default=[], help="clear: only these specs (repeatable)"
+    )
+    p_cache.set_defaults(func=_cmd_cache)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``phasemake`` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except PhasemakeError as err:
+        print(f"phasemake: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Exception types raised by phasemake.
+
+Every error message names the offending value, says what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PhasemakeError",
+    "ModelError",
+    "SpecHashError",
+    "GraphBuildError",
+    "ArtefactError",
+]
+
+
+class PhasemakeError(Exception):
+    """Base class of all errors raised by phasemake."""
+
+
+class ModelError(PhasemakeError, ValueError):
+    """A model declaration or callback reference is invalid."""
+
+
+class SpecHashError(PhasemakeError, TypeError):
+    """A callback spec cannot be hashed safely (source unavailable, unencodable value, eval/exec)."""
+
+
+class GraphBuildError(PhasemakeError, ValueError):
+    """The callback produced an invalid transition, or the state space exceeded its cap."""
+
+
+class ArtefactError(PhasemakeError, OSError):
+    """An artefact file is missing, corrupt, foreign, or of an unsupported format version."""

@@ -1,0 +1,76 @@
+"""Helpers the Snakemake workflow calls at parse time (this module never imports snakemake)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+from .errors import PhasemakeError
+from .graph import DEFAULT_MAX_STATES
+from .model import Model
+from .resolve import load_model
+from .spechash import spec_hash
+
+__all__ = ["ModelSpec", "resolve_model_specs"]
+
+
+class ModelSpec(NamedTuple):
+    """A configured model: its config name, callback reference, params and spec hash."""
+
+    name: str
+    callback: str
+    params: dict[str, Any]
+    max_states: int
+    spec: str
+    model: Model
+
+
+def resolve_model_specs(
+    models: dict[str, dict[str, Any]], *, base_dir: str | os.PathLike[str] | None = None
+) -> dict[str, ModelSpec]:
+    """Load every configured model and compute its spec hash (no graph is built).
+
+    Parameters
+    ----------
+    models
+        The validated ``models:`` section of the config: name → ``{callback, params,
+        max_states}``.
+    base_dir
+        Directory that relative model-file paths are resolved against (default: the
+        current working directory).
+
+    Returns
+    -------
+    dict
+        Config name → :class:`ModelSpec`, in config order.
+
+    Raises
+    ------
+    PhasemakeError
+        Naming the config entry (``models.<name>``) whose callback or params are invalid.
+
+    Examples
+    --------
+    >>> specs = resolve_model_specs(
+    ...     {"k": {"callback": "phasemake.models:kingman", "params": {"n": 5},
+    ...            "max_states": 100}})
+    >>> len(specs["k"].spec)
+    32
+    """
+    out = {}
+    for name, entry in models.items():
+        params = dict(entry.get("params") or {})
+        try:
+            model = load_model(entry["callback"], base_dir=base_dir)
+            spec = spec_hash(model, **params)
+        except PhasemakeError as err:
+            raise type(err)(f"config models.{name}: {err}") from err
+        out[name] = ModelSpec(
+            name=name,
+            callback=entry["callback"],
+            params=params,
+            max_states=int(entry.get("max_states", DEFAULT_MAX_STATES)),
+            spec=spec,
+            model=model,
+        )
+    return out
