@@ -28,11 +28,10 @@ from .resolve import load_model
 from .spechash import GRAPH_FORMAT_VERSION, explain_spec, spec_hash
 
 __all__ = [
-    "__version__",
-    "ArtefactError",
-    "CacheEntry",
     "DEFAULT_MAX_STATES",
     "GRAPH_FORMAT_VERSION",
+    "ArtefactError",
+    "CacheEntry",
     "Graph",
     "GraphBuildError",
     "GraphCache",
@@ -40,6 +39,7 @@ __all__ = [
     "ModelError",
     "PhasemakeError",
     "SpecHashError",
+    "__version__",
     "atomic_path",
     "build_graph",
     "canonical_encode",

@@ -27,7 +27,7 @@ from .errors import ArtefactError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "arrays_checksum", "write_artefact", "read_artefact", "read_header"]
+__all__ = ["arrays_checksum", "atomic_path", "read_artefact", "read_header", "write_artefact"]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from .graphfile import GRAPH_KIND, read_graph, write_graph
 from .model import Model
 from .spechash import spec_hash
 
-__all__ = ["GraphCache", "CacheEntry"]
+__all__ = ["CacheEntry", "GraphCache"]
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UnencodableValue", "encode", "digest"]
+__all__ = ["UnencodableValue", "digest", "encode"]
 
 
 class UnencodableValue(TypeError):

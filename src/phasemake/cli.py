@@ -122,7 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("callback", help="FILE.py:NAME or package.module:NAME")
         p.add_argument(
-            "--param", action="append", default=[], metavar="K=V",
+            "--param",
+            action="append",
+            default=[],
+            metavar="K=V",
             help="construction param (YAML value: 10 is an int, 10.0 a float); repeatable",
         )
 

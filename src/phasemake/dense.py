@@ -13,7 +13,7 @@ import scipy.linalg
 
 from .graph import Graph
 
-__all__ = ["sub_intensity", "expected_rewards", "expected_time"]
+__all__ = ["expected_rewards", "expected_time", "sub_intensity"]
 
 
 def sub_intensity(graph: Graph, theta: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +60,9 @@ def expected_rewards(graph: Graph, theta: Any, rewards: Any = None) -> np.ndarra
     alpha, s, transient = sub_intensity(graph, theta)
     r = np.ones(graph.n_vertices) if rewards is None else np.asarray(rewards, dtype=float)
     if r.shape[0] != graph.n_vertices:
-        raise ValueError(f"rewards have {r.shape[0]} rows; expected one per vertex ({graph.n_vertices})")
+        raise ValueError(
+            f"rewards have {r.shape[0]} rows; expected one per vertex ({graph.n_vertices})"
+        )
     x = scipy.linalg.solve(-s, r[transient])
     return alpha @ x
 

@@ -6,11 +6,11 @@ Every error message names the offending value, says what was expected and how to
 from __future__ import annotations
 
 __all__ = [
-    "PhasemakeError",
-    "ModelError",
-    "SpecHashError",
-    "GraphBuildError",
     "ArtefactError",
+    "GraphBuildError",
+    "ModelError",
+    "PhasemakeError",
+    "SpecHashError",
 ]
 
 
@@ -23,7 +23,7 @@ class ModelError(PhasemakeError, ValueError):
 
 
 class SpecHashError(PhasemakeError, TypeError):
-    """A callback spec cannot be hashed safely (source unavailable, unencodable value, eval/exec)."""
+    """A callback spec cannot be hashed safely (no source, unencodable value, eval/exec)."""
 
 
 class GraphBuildError(PhasemakeError, ValueError):

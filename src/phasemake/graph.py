@@ -17,7 +17,7 @@ from .errors import GraphBuildError
 from .model import Model, as_model
 from .spechash import GRAPH_FORMAT_VERSION, spec_hash
 
-__all__ = ["Graph", "build_graph", "DEFAULT_MAX_STATES"]
+__all__ = ["DEFAULT_MAX_STATES", "Graph", "build_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ class Graph:
         )
 
 
-def build_graph(
-    model: Model, /, *, max_states: int = DEFAULT_MAX_STATES, **params: Any
-) -> Graph:
+def build_graph(model: Model, /, *, max_states: int = DEFAULT_MAX_STATES, **params: Any) -> Graph:
     """Explore a model's state space breadth-first and return its graph.
 
     Every transition is validated: next states must have the state length, coefficients
@@ -247,7 +245,7 @@ def _coefficients(model: Model, coef: list[Any], p: int, src, tgt, states) -> np
         arr = arr[:, None]
     if arr is None or arr.shape != (len(coef), p):
         for e, c in enumerate(coef):
-            ok = np.ndim(c) == 1 and len(c) == p or (p == 1 and np.ndim(c) == 0)
+            ok = (np.ndim(c) == 1 and len(c) == p) or (p == 1 and np.ndim(c) == 0)
             if not ok:
                 raise GraphBuildError(
                     f"model {model.name!r}: transition {list(states[src[e]])} -> "

@@ -11,7 +11,7 @@ from .artefact import read_artefact, write_artefact
 from .graph import Graph
 from .spechash import GRAPH_FORMAT_VERSION
 
-__all__ = ["GRAPH_KIND", "write_graph", "read_graph"]
+__all__ = ["GRAPH_KIND", "read_graph", "write_graph"]
 
 GRAPH_KIND = "phasemake.graph"
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ModelError
 
-__all__ = ["Model", "model", "as_model", "normalise_initial"]
+__all__ = ["Model", "as_model", "model", "normalise_initial"]
 
 InitialSpec = Any  # a state, a list of (state, probability), or a callable of the params
 
@@ -151,7 +151,7 @@ def as_model(obj: Any, *, what: str = "callback") -> Model:
     label = getattr(obj, "__qualname__", repr(obj))
     raise ModelError(
         f"{what} {label!r} is not a phasemake model; decorate it with "
-        '@phasemake.model(parameters=[...], initial=...) so its parameters and initial '
+        "@phasemake.model(parameters=[...], initial=...) so its parameters and initial "
         "distribution are declared"
     )
 

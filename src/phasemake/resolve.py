@@ -17,9 +17,7 @@ __all__ = ["load_model"]
 
 
 def _import_file(path: Path) -> object:
-    name = "phasemake_user_{}_{}".format(
-        path.stem, hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    )
+    name = f"phasemake_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)  # so the model file can import its sibling helpers
@@ -33,7 +31,9 @@ def _import_file(path: Path) -> object:
         spec.loader.exec_module(module)
     except Exception as err:
         del sys.modules[name]
-        raise ModelError(f"importing model file {path} failed: {type(err).__name__}: {err}") from err
+        raise ModelError(
+            f"importing model file {path} failed: {type(err).__name__}: {err}"
+        ) from err
     return module
 
 

@@ -34,7 +34,7 @@ from .canonical import UnencodableValue, encode
 from .errors import SpecHashError
 from .model import Model, as_model
 
-__all__ = ["GRAPH_FORMAT_VERSION", "spec_hash", "explain_spec"]
+__all__ = ["GRAPH_FORMAT_VERSION", "explain_spec", "spec_hash"]
 
 #: Version of the graph semantics and file layout; part of every spec hash.
 GRAPH_FORMAT_VERSION = 1
@@ -181,15 +181,12 @@ def _find_function_node(fn: types.FunctionType, tree: ast.Module) -> ast.AST | N
             for n in ast.walk(tree)
             if isinstance(n, ast.Lambda)
             and n.lineno == line
-            and [a.arg for a in n.args.posonlyargs + n.args.args + n.args.kwonlyargs]
-            == argnames
+            and [a.arg for a in n.args.posonlyargs + n.args.args + n.args.kwonlyargs] == argnames
         ]
         if len(cands) > 1:  # several lambdas on one line: use instruction columns
             cols = {c for (ln, _, c, _) in code.co_positions() if ln == line and c}
             cands = [
-                n
-                for n in cands
-                if all(n.col_offset <= c < (n.end_col_offset or 0) for c in cols)
+                n for n in cands if all(n.col_offset <= c < (n.end_col_offset or 0) for c in cols)
             ]
         return cands[0] if len(cands) == 1 else None
     for n in ast.walk(tree):
@@ -324,7 +321,7 @@ class _Hasher:
         parts = [b"function", info.dump]
         parts.append(self.sequence(fn.__defaults__ or (), f"default arguments of {where}"))
         parts.append(self.mapping(fn.__kwdefaults__, f"keyword defaults of {where}"))
-        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
             try:
                 value = cell.cell_contents
             except ValueError:  # cell not yet filled

@@ -11,4 +11,4 @@ from .kingman import kingman
 from .rabbits import rabbits
 from .two_deme import two_deme
 
-__all__ = ["kingman", "block_counting", "two_deme", "rabbits"]
+__all__ = ["block_counting", "kingman", "rabbits", "two_deme"]
