@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import dis
 import functools
 import hashlib
 import inspect
@@ -89,24 +88,21 @@ def _sha(*parts: bytes) -> bytes:
     return hashlib.sha256(_frame(*parts)).digest()
 
 
-class _StripDocstrings(ast.NodeTransformer):
-    def _strip(self, node: ast.AST) -> ast.AST:
-        self.generic_visit(node)
-        body = node.body  # type: ignore[attr-defined]
-        if (
-            body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
-        return node
-
-    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+_DOCSTRING_OWNERS = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _normalised_dump(node: ast.AST) -> bytes:
-    node = _StripDocstrings().visit(node)
+    """AST dump without positions, comments (never in the AST) or docstrings."""
+    for owner in ast.walk(node):
+        if isinstance(owner, _DOCSTRING_OWNERS):
+            body = owner.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                owner.body = body[1:] or [ast.Pass()]
     return ast.dump(node, annotate_fields=False, include_attributes=False).encode()
 
 
@@ -133,10 +129,12 @@ _CODE_CACHE: dict[types.CodeType, _CodeInfo] = {}
 
 
 def _global_names(code: types.CodeType) -> set[str]:
-    names = set()
-    for ins in dis.get_instructions(code):
-        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-            names.add(ins.argval)
+    """Names the code may read as globals: ``co_names`` of it and its nested code objects.
+
+    This over-approximates (attribute names are in ``co_names`` too); callers intersect it
+    with the names the AST reads bare or as the root of an attribute chain.
+    """
+    names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)
