@@ -6,9 +6,11 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/graphs.smk"
+include: "rules/traces.smk"
 
 
 rule all:
     default_target: True
     input:
         graph_files(),
+        trace_files(),

@@ -1,4 +1,5 @@
 # Config validation (strict JSON Schema, at parse time) and input functions.
+import json
 import logging
 import os
 
@@ -29,11 +30,61 @@ if workflow.is_main_process:
 
 wildcard_constraints:
     spec="[0-9a-f]{32}",
+    unit="[0-9a-f]{32}",
 
 
 def graph_files():
     """Every configured model's graph file."""
     return [f"{CACHE}/graphs/{spec}.h5" for spec in SPEC_MODELS]
+
+
+def trace_files():
+    """Every configured model's stitched trace file."""
+    return [f"{CACHE}/traces/{spec}.h5" for spec in SPEC_MODELS]
+
+
+def _plan_units(spec):
+    """Unit entries of an existing plan file (empty if it does not exist yet)."""
+    path = f"{CACHE}/traces/{spec}/plan.json"
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return json.load(fh)["units"]
+
+
+def unit_inputs(wildcards):
+    """Graph and plan of a spec whose plan lists this unit (units are shared by content)."""
+    for spec in SPEC_MODELS:
+        if any(u["key"] == wildcards.unit for u in _plan_units(spec)):
+            return {
+                "graph": f"{CACHE}/graphs/{spec}.h5",
+                "plan": f"{CACHE}/traces/{spec}/plan.json",
+            }
+    raise ValueError(
+        f"unit {wildcards.unit} is in no plan of the configured models; request traces "
+        "through `rule all` rather than unit files directly"
+    )
+
+
+def unit_plan_entry(wildcards):
+    """The plan entry (levels, key) of this unit."""
+    for spec in SPEC_MODELS:
+        for entry in _plan_units(spec):
+            if entry["key"] == wildcards.unit:
+                return entry
+    raise ValueError(f"unit {wildcards.unit} is in no plan of the configured models")
+
+
+def stitch_inputs(wildcards):
+    """Graph, plan and every unit file of a spec (after its plan checkpoint)."""
+    plan = checkpoints.plan_trace.get(spec=wildcards.spec).output.plan
+    with open(plan) as fh:
+        keys = [u["key"] for u in json.load(fh)["units"]]
+    return {
+        "graph": f"{CACHE}/graphs/{wildcards.spec}.h5",
+        "plan": plan,
+        "units": [f"{CACHE}/traces/units/{key}.h5" for key in keys],
+    }
 
 
 def spec_callback(wildcards):

@@ -26,6 +26,33 @@ from .graphfile import read_graph, write_graph
 from .model import Model, model
 from .resolve import load_model
 from .spechash import GRAPH_FORMAT_VERSION, explain_spec, spec_hash
+from .trace import UnitPlan, plan_units, record_unit, stitch_units
+
+# The JAX side (evaluator, trace files) is imported on first use, so that jobs that only
+# build graphs or record trace units do not pay for importing JAX.
+_LAZY = {
+    "Trace": "evaluator",
+    "compile_trace": "tracefile",
+    "load_trace": "tracefile",
+    "read_plan": "tracefile",
+    "read_unit": "tracefile",
+    "stitch_trace_files": "tracefile",
+    "write_plan": "tracefile",
+    "write_trace": "tracefile",
+    "write_unit": "tracefile",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'phasemake' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MAX_STATES",
@@ -39,19 +66,32 @@ __all__ = [
     "ModelError",
     "PhasemakeError",
     "SpecHashError",
+    "Trace",
+    "UnitPlan",
     "__version__",
     "atomic_path",
     "build_graph",
     "canonical_encode",
+    "compile_trace",
     "expected_rewards",
     "expected_time",
     "explain_spec",
     "load_model",
+    "load_trace",
     "model",
+    "plan_units",
     "read_artefact",
     "read_graph",
+    "read_plan",
+    "read_unit",
+    "record_unit",
     "spec_hash",
+    "stitch_trace_files",
+    "stitch_units",
     "sub_intensity",
     "write_artefact",
     "write_graph",
+    "write_plan",
+    "write_trace",
+    "write_unit",
 ]
