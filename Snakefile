@@ -14,3 +14,4 @@ rule all:
     input:
         graph_files(),
         trace_files(),
+        unit_files(),

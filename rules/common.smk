@@ -5,8 +5,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-import phasemake
-from phasemake.workflow import resolve_model_specs
+from phasemake.workflow import discard_invalid_artefacts, resolve_model_specs
 
 min_version("9.0")
 
@@ -21,11 +20,8 @@ for _name, _m in MODELS.items():
     SPEC_MODELS.setdefault(_m.spec, _m)
 
 if workflow.is_main_process:
-    _cache = phasemake.GraphCache(CACHE)
-    for _spec in SPEC_MODELS:
-        _problem = _cache.discard_if_invalid(_spec)
-        if _problem:
-            logging.getLogger("phasemake").warning("phasemake: %s", _problem)
+    for _problem in discard_invalid_artefacts(CACHE, list(SPEC_MODELS)):
+        logging.getLogger("phasemake").warning("phasemake: %s", _problem)
 
 
 wildcard_constraints:
@@ -43,36 +39,45 @@ def trace_files():
     return [f"{CACHE}/traces/{spec}.h5" for spec in SPEC_MODELS]
 
 
-def _plan_units(spec):
-    """Unit entries of an existing plan file (empty if it does not exist yet)."""
-    path = f"{CACHE}/traces/{spec}/plan.json"
+def unit_files():
+    """Units of the configured models' existing plans, so the cache stays whole: a unit
+    removed as corrupt at parse time is recomputed even when its trace is up to date."""
+    files = []
+    for spec in SPEC_MODELS:
+        plan = f"{CACHE}/traces/{spec}/plan.json"
+        if os.path.exists(plan):
+            with open(plan) as fh:
+                files += [
+                    f"{CACHE}/traces/units/{u['key']}.h5"
+                    for u in json.load(fh)["units"]
+                ]
+    return sorted(set(files))
+
+
+def _unit_source(unit):
+    """The manifest of the plan that claimed this unit first (see phasemake.claim_unit)."""
+    path = f"{CACHE}/traces/units/{unit}.source.json"
     if not os.path.exists(path):
-        return []
+        raise ValueError(
+            f"unit {unit} was claimed by no plan ({path} is missing); request traces "
+            "through `rule all`, or delete the plans under {CACHE}/traces/ to re-plan"
+        )
     with open(path) as fh:
-        return json.load(fh)["units"]
+        return path, json.load(fh)
 
 
 def unit_inputs(wildcards):
-    """Graph and plan of a spec whose plan lists this unit (units are shared by content)."""
-    for spec in SPEC_MODELS:
-        if any(u["key"] == wildcards.unit for u in _plan_units(spec)):
-            return {
-                "graph": f"{CACHE}/graphs/{spec}.h5",
-                "plan": f"{CACHE}/traces/{spec}/plan.json",
-            }
-    raise ValueError(
-        f"unit {wildcards.unit} is in no plan of the configured models; request traces "
-        "through `rule all` rather than unit files directly"
-    )
+    """The unit's claim manifest, which names the graph it is recorded from.
+
+    The graph is not declared as an input: it may belong to a model no longer in the
+    config (its graph stays in the cache), and it exists whenever the manifest does.
+    """
+    return {"source": _unit_source(wildcards.unit)[0]}
 
 
 def unit_plan_entry(wildcards):
     """The plan entry (levels, key) of this unit."""
-    for spec in SPEC_MODELS:
-        for entry in _plan_units(spec):
-            if entry["key"] == wildcards.unit:
-                return entry
-    raise ValueError(f"unit {wildcards.unit} is in no plan of the configured models")
+    return _unit_source(wildcards.unit)[1]["entry"]
 
 
 def stitch_inputs(wildcards):

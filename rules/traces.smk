@@ -16,6 +16,7 @@ checkpoint plan_trace:
         runtime=30,
     params:
         max_unit_cost=config["traces"]["max_unit_cost"],
+        units_dir=f"{CACHE}/traces/units",
     script:
         "../scripts/plan_trace.py"
 

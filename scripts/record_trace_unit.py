@@ -1,5 +1,6 @@
 """Record one work unit of an elimination trace."""
 
+import json
 import logging
 
 from phasemake import UnitPlan, read_graph, record_unit, write_unit
@@ -13,7 +14,9 @@ logging.basicConfig(
 log = logging.getLogger("record_trace_unit")
 
 try:
-    graph = read_graph(snakemake.input.graph)
+    with open(snakemake.input.source) as fh:
+        source = json.load(fh)
+    graph = read_graph(source["graph"])  # named by the manifest of the unit's first plan
     unit = UnitPlan(**snakemake.params.plan_entry)
     log.info(
         "recording unit %s (levels [%d, %d)) of %s",

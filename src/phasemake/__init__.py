@@ -32,6 +32,7 @@ from .trace import UnitPlan, plan_units, record_unit, stitch_units
 # build graphs or record trace units do not pay for importing JAX.
 _LAZY = {
     "Trace": "evaluator",
+    "claim_unit": "tracefile",
     "compile_trace": "tracefile",
     "load_trace": "tracefile",
     "read_plan": "tracefile",
@@ -72,6 +73,7 @@ __all__ = [
     "atomic_path",
     "build_graph",
     "canonical_encode",
+    "claim_unit",
     "compile_trace",
     "expected_rewards",
     "expected_time",

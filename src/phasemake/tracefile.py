@@ -141,6 +141,29 @@ def stitch_trace_files(
     return stitch_units(graph, recorded), trace_meta(graph, units)
 
 
+def claim_unit(unit: UnitPlan, *, units_dir: str | os.PathLike[str], graph: str, plan: str) -> Path:
+    """Record which graph a unit is recorded from, unless another plan claimed it first.
+
+    The manifest ``{units_dir}/{key}.source.json`` is created exclusively and never
+    rewritten, so the unit's job keeps the same inputs however many graphs share it.
+    """
+    folder = Path(units_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{unit.key}.source.json"
+    if final.exists():
+        return final
+    payload = {"graph": str(graph), "plan": str(plan), "entry": unit._asdict()}
+    tmp = folder / f".{unit.key}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    try:
+        os.link(tmp, final)  # atomic and exclusive: the first plan wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
 def write_plan(units: list[UnitPlan], meta: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write the work-unit plan as JSON (atomically)."""
     from .artefact import atomic_path

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import PhasemakeError
+from .cache import GraphCache
+from .errors import ArtefactError, PhasemakeError
 from .graph import DEFAULT_MAX_STATES
 from .model import Model
 from .resolve import load_model
 from .spechash import spec_hash
 
-__all__ = ["ModelSpec", "resolve_model_specs"]
+__all__ = ["ModelSpec", "discard_invalid_artefacts", "resolve_model_specs"]
 
 
 class ModelSpec(NamedTuple):
@@ -74,3 +77,41 @@ def resolve_model_specs(
             model=model,
         )
     return out
+
+
+def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -> list[str]:
+    """Verify the cached graphs and trace units of ``specs``; delete invalid ones.
+
+    Called at parse time so that Snakemake sees a corrupt, truncated or foreign file as
+    missing and recomputes it (and everything downstream). Returns one message per file
+    removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> discard_invalid_artefacts(tempfile.mkdtemp(), ["0" * 32])
+    []
+    """
+    from .tracefile import read_unit
+
+    messages = []
+    graphs = GraphCache(cache)
+    for spec in specs:
+        problem = graphs.discard_if_invalid(spec)
+        if problem:
+            messages.append(problem)
+        plan = Path(cache) / "traces" / spec / "plan.json"
+        try:
+            keys = [u["key"] for u in json.loads(plan.read_text())["units"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for key in keys:
+            path = Path(cache) / "traces" / "units" / f"{key}.h5"
+            if not path.exists():
+                continue
+            try:
+                read_unit(path)
+            except ArtefactError as err:
+                path.unlink(missing_ok=True)
+                messages.append(f"{err}; removed it so it is recomputed")
+    return messages

@@ -8,9 +8,9 @@ import pytest
 
 import phasemake
 from phasemake import GraphBuildError, build_graph
+from phasemake.models import block_counting, kingman, two_deme
 from phasemake.trace import layout_graph, plan_units, record_trace_arrays, record_unit
 from phasemake.tracefile import read_unit, stitch_trace_files, write_unit
-from phasemake.models import block_counting, kingman, two_deme
 
 
 def record_through_files(graph, folder, **kw):
