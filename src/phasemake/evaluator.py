@@ -170,6 +170,45 @@ def _occupation(levels: tuple[_Level, ...], data: TraceData, theta) -> jax.Array
     return z
 
 
+def _zero_cotangent(data: TraceData) -> TraceData:
+    """Zero cotangents for the trace arrays (they are constants of the model)."""
+
+    def zero(a):
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            return jnp.zeros_like(a)
+        return np.zeros(a.shape, dtype=jax.dtypes.float0)
+
+    return TraceData(*(zero(a) for a in data))
+
+
+def _make_expectation(levels: tuple[_Level, ...]):
+    """``E = z @ r`` (graph order) with a reverse mode costing one extra forward solve.
+
+    With ``z = α (-S)^{-1}`` and ``x = (-S)^{-1} r``, ``∂E/∂θ_p = -Σ_e c_ep z_i (x_i - x_j)``
+    over edges ``e = i → j`` (``x = 0`` at absorption), and ``∂E/∂r = z``.
+    """
+
+    @jax.custom_vjp
+    def expect(data: TraceData, theta, r):
+        return _occupation(levels, data, theta)[data.position] @ r
+
+    def fwd(data, theta, r):
+        z = _occupation(levels, data, theta)
+        return z[data.position] @ r, (data, theta, r, z)
+
+    def bwd(res, g):
+        data, theta, r, z = res
+        w = (r @ g)[data.order]  # combined rewards, trace order
+        x = _solve(levels, data, theta, w[:, None])[:, 0]
+        src, tgt = data.edge_src, data.edge_tgt
+        g_theta = -(data.edge_coef.T @ (z[src] * (x[src] - x[tgt])))
+        g_r = z[data.position][:, None] * g[None, :]
+        return _zero_cotangent(data), g_theta, g_r
+
+    expect.defvjp(fwd, bwd)
+    return expect
+
+
 def _series(
     data: TraceData, theta, t, n_terms: int, kind: str, src_sorted: bool, unroll: int
 ) -> jax.Array:
@@ -253,6 +292,7 @@ class Trace:
         self._levels = _structure(arrays, jptr)
         self._solve = jax.jit(lambda data, theta, rhs: _solve(self._levels, data, theta, rhs))
         self._occupation = jax.jit(lambda data, theta: _occupation(self._levels, data, theta))
+        self._expect = jax.jit(_make_expectation(self._levels))
         self._src_sorted = bool(np.all(np.diff(arrays["edge_src"]) >= 0))
         self._series = jax.jit(_series, static_argnames=("n_terms", "kind", "src_sorted", "unroll"))
 
@@ -301,16 +341,17 @@ class Trace:
         Returns a scalar for ``None`` or a ``(V,)`` reward vector, else shape ``(k,)``.
         One adjoint solve serves any number of reward vectors (``occupation @ rewards``).
         """
-        z = self.occupation(theta)
+        theta = self._theta(theta)
         if rewards is None:
-            return jnp.sum(z)
+            return self._expect(self.data, theta, jnp.ones((self.n_vertices, 1)))[0]
         r = jnp.asarray(rewards, dtype=jnp.float64)
         if r.ndim not in (1, 2) or r.shape[0] != self.n_vertices:
             raise ValueError(
                 f"rewards have shape {r.shape}; expected ({self.n_vertices},) or "
                 f"({self.n_vertices}, k): one row per graph vertex"
             )
-        return z @ r
+        e = self._expect(self.data, theta, r[:, None] if r.ndim == 1 else r)
+        return e[0] if r.ndim == 1 else e
 
     def occupation(self, theta: Any) -> jax.Array:
         """Expected time spent in each vertex before absorption, in graph vertex order.

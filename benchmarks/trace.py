@@ -1,0 +1,210 @@
+"""Trace recording and evaluation vs phasic, on the block-counting and two-deme models.
+
+Prints, with the target from the traces issue beside each figure:
+- n=40 block-counting: record time (all units, one core), jit compile time, all 39 SFS
+  expectations at a new θ, E[T] at a new θ, the gradient of E[T] and its cost ratio,
+  batched throughput (θ per second at batch 64);
+- n=30: the density at 100 time points, with its max abs. error against SciPy's
+  ``expm_multiply`` on the sparse generator (an independent method);
+- two-deme n1 = n2 = 50 (n=100): record, compile, E[T] and gradient;
+- phasic 0.32.1 on the same problems (``--phasic-python``: an interpreter where phasic,
+  installed with ``pip install --no-deps phasic``, imports), in the same run.
+
+Timings at a "new θ" are medians over 20 distinct θ values after one warm-up call.
+
+Usage::
+
+    python benchmarks/trace.py [--phasic-python /path/to/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+PHASIC_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import phasic
+
+def block_counting(state, **kw):
+    n = len(state)
+    out = []
+    for i in range(n):
+        si = int(state[i])
+        if si == 0:
+            continue
+        for j in range(i, n):
+            sj = int(state[j])
+            if i == j:
+                if si < 2:
+                    continue
+                rate = si * (si - 1) / 2.0
+            else:
+                if sj == 0:
+                    continue
+                rate = float(si * sj)
+            new = state.copy(); new[i] -= 1; new[j] -= 1; new[i + j + 1] += 1
+            out.append([new, [rate]])
+    return out
+
+res = {}
+g = phasic.Graph(block_counting, ipv=[40] + [0] * 39, theta_dim=1, graph_cache=False)
+states = np.asarray(g.states())
+rewards = [states[:, i].astype(float) for i in range(39)]
+g.update_weights([1.0]); g.expectation()
+ts = []
+for k in range(5):
+    t = time.perf_counter(); g.update_weights([1.0 + 0.01 * (k + 1)]); g.expectation()
+    ts.append(time.perf_counter() - t)
+res["et40"] = float(np.median(ts))
+ts = []
+for k in range(3):
+    t = time.perf_counter(); g.update_weights([1.0 + 0.01 * (k + 1)])
+    [g.expectation(r) for r in rewards]
+    ts.append(time.perf_counter() - t)
+res["sfs40"] = float(np.median(ts))
+g30 = phasic.Graph(block_counting, ipv=[30] + [0] * 29, theta_dim=1, graph_cache=False)
+grid = np.asarray(json.loads(sys.argv[1]))
+g30.update_weights([1.0])
+t = time.perf_counter(); pdf = np.asarray(g30.pdf(grid)); res["pdf30"] = time.perf_counter() - t
+res["pdf30_values"] = pdf.tolist()
+print(json.dumps(res))
+"""
+
+
+def timed(fn, thetas) -> float:
+    fn(thetas[0]).block_until_ready()
+    times = []
+    for th in thetas[1:]:
+        t = time.perf_counter()
+        fn(th).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def reference_pdf(graph, theta, grid) -> np.ndarray:
+    """α exp(S t) s at an evenly spaced grid by scipy.sparse.linalg.expm_multiply."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.linalg import expm_multiply
+
+    rates = graph.rates(theta)
+    n = graph.n_vertices
+    q = csr_matrix((rates, (graph.edge_src, graph.edge_tgt)), shape=(n, n)).tolil()
+    out = np.asarray(q.sum(axis=1)).ravel()
+    q.setdiag(-out)
+    q = q.tocsr()
+    transient = np.flatnonzero(~graph.absorbing)
+    s_mat = q[transient][:, transient]
+    exit_rate = np.asarray(q[transient][:, np.flatnonzero(graph.absorbing)].sum(axis=1)).ravel()
+    alpha = np.zeros(n)
+    np.add.at(alpha, graph.init_index, graph.init_prob)
+    rows = expm_multiply(
+        s_mat.T, alpha[transient], start=grid[0], stop=grid[-1], num=grid.size, endpoint=True
+    )
+    return rows @ exit_rate
+
+
+def row(what: str, value: str, target: str, phasic: str = "") -> None:
+    print(f"  {what:<46} {value:>14}   target {target:<10} {phasic}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phasic-python", default=None)
+    args = parser.parse_args()
+
+    import jax
+    import jax.numpy as jnp
+
+    import phasemake
+    from phasemake.models import block_counting, two_deme
+    from phasemake.trace import record_trace_arrays
+
+    grid = np.linspace(0.01, 5.0, 100)
+    phasic: dict = {}
+    cmd = [args.phasic_python or sys.executable, "-c", PHASIC_SCRIPT, json.dumps(grid.tolist())]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == 0:
+        phasic = json.loads(proc.stdout.strip().splitlines()[-1])
+    else:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"phasic not run: {last}")
+
+    def ph(key: str, ours: float) -> str:
+        if key not in phasic:
+            return ""
+        return f"phasic {phasic[key] * 1e3:.1f} ms ({phasic[key] / ours:.0f}x ours)"
+
+    thetas = [jnp.array([1.0 + 0.01 * k]) for k in range(21)]
+    print("block-counting n=40")
+    g40 = phasemake.build_graph(block_counting, n=40)
+    t = time.perf_counter()
+    arrays, units = record_trace_arrays(g40)
+    record = time.perf_counter() - t
+    trace = phasemake.Trace(arrays, parameters=g40.parameters)
+    print(
+        f"  {g40.n_vertices} vertices, {g40.n_edges} edges, {trace.n_levels} levels, {len(units)} unit(s)"
+    )
+    row("record trace (all units, one core)", f"{record:.2f} s", "<= 5 s")
+    sfs_rewards = jnp.asarray(g40.states[:, :39], dtype=jnp.float64)
+    t = time.perf_counter()
+    trace.expectation(thetas[0], sfs_rewards).block_until_ready()
+    compile_s = time.perf_counter() - t
+    row("jit compile (first call)", f"{compile_s:.2f} s", "<= 10 s")
+    sfs = timed(lambda th: trace.expectation(th, sfs_rewards), thetas)
+    row("39 SFS expectations at a new θ", f"{sfs * 1e3:.2f} ms", "<= 10 ms", ph("sfs40", sfs))
+    et = timed(lambda th: trace.expectation(th), thetas)
+    row("E[T] at a new θ", f"{et * 1e3:.2f} ms", "<= 2 ms", ph("et40", et))
+    grad = jax.jit(jax.grad(lambda th: trace.expectation(th)))
+    g_time = timed(grad, thetas)
+    row("grad of E[T] (cost / forward)", f"{g_time * 1e3:.2f} ms ({g_time / et:.1f}x)", "<= 3x")
+    batch = jnp.linspace(0.5, 2.0, 64)[:, None]
+    vm = jax.jit(jax.vmap(lambda th: trace.expectation(th)))
+    b_time = timed(vm, [batch * (1 + 0.01 * k) for k in range(6)])
+    row("batched E[T], batch 64", f"{64 / b_time:,.0f} θ/s", "(report)")
+
+    print("block-counting n=30, density at 100 time points in [0.01, 5]")
+    g30 = phasemake.build_graph(block_counting, n=30)
+    t30 = phasemake.compile_trace(g30)
+    t30.pdf([1.0], grid).block_until_ready()
+    times = []
+    for th in (1.01, 1.02, 1.03):
+        t = time.perf_counter()
+        t30.pdf([th], grid).block_until_ready()
+        times.append(time.perf_counter() - t)
+    pdf_time = statistics.median(times)
+    ref = reference_pdf(g30, [1.0], grid)
+    err = float(np.max(np.abs(np.asarray(t30.pdf([1.0], grid)) - ref)))
+    row("density, new θ", f"{pdf_time:.3f} s", "<= 0.2 s", ph("pdf30", pdf_time))
+    row("max abs error vs expm_multiply", f"{err:.1e}", "<= 1e-9")
+    if "pdf30_values" in phasic:
+        ph_err = float(np.max(np.abs(np.asarray(phasic["pdf30_values"]) - ref)))
+        row("phasic max abs error vs expm_multiply", f"{ph_err:.1e}", "-")
+
+    print("two-deme n1 = n2 = 50 (n = 100)")
+    g2 = phasemake.build_graph(two_deme, n1=50, n2=50)
+    t = time.perf_counter()
+    tr2 = phasemake.compile_trace(g2)
+    rec2 = time.perf_counter() - t
+    print(f"  {g2.n_vertices} vertices, {g2.n_edges} edges, {tr2.n_levels} levels")
+    row("record trace", f"{rec2:.2f} s", "(report)")
+    th2 = [jnp.array([1.0 + 0.01 * k, 0.5]) for k in range(21)]
+    t = time.perf_counter()
+    tr2.expectation(th2[0]).block_until_ready()
+    row("jit compile", f"{time.perf_counter() - t:.2f} s", "(report)")
+    et2 = timed(lambda th: tr2.expectation(th), th2)
+    row("E[T] at a new θ", f"{et2 * 1e3:.2f} ms", "(report)")
+    grad2 = jax.jit(jax.grad(lambda th: tr2.expectation(th)))
+    g2t = timed(grad2, th2)
+    row("grad of E[T] (cost / forward)", f"{g2t * 1e3:.2f} ms ({g2t / et2:.1f}x)", "<= 3x")
+
+
+if __name__ == "__main__":
+    main()
