@@ -150,7 +150,8 @@ def main() -> None:
     record = time.perf_counter() - t
     trace = phasemake.Trace(arrays, parameters=g40.parameters)
     print(
-        f"  {g40.n_vertices} vertices, {g40.n_edges} edges, {trace.n_levels} levels, {len(units)} unit(s)"
+        f"  {g40.n_vertices} vertices, {g40.n_edges} edges, {trace.n_levels} levels, "
+        f"{len(units)} unit(s)"
     )
     row("record trace (all units, one core)", f"{record:.2f} s", "<= 5 s")
     sfs_rewards = jnp.asarray(g40.states[:, :39], dtype=jnp.float64)
