@@ -114,28 +114,31 @@ def _component_matrices(rate, out, src, tgt, group) -> jax.Array:
 
 
 def _solve(levels: tuple[_Level, ...], data: TraceData, theta, rhs) -> jax.Array:
-    """``x = (-S)^{-1} rhs`` for ``rhs`` of shape (V, k) in trace order (0 at absorption)."""
+    """``x = (-S)^{-1} rhs`` for ``rhs`` of shape (V,) or (V, k) in trace order (0 at
+    absorption)."""
     rate, out = _rates(data, theta)
     src, tgt = data.edge_src, data.edge_tgt
-    k = rhs.shape[1]
+    vec = rhs.ndim == 1
     x = jnp.zeros_like(rhs)
     for lv in levels:
         nv = lv.v1 - lv.v0
         b = rhs[lv.v0 : lv.v1]
         if lv.ei > lv.e0:
-            contrib = rate[lv.e0 : lv.ei, None] * x[tgt[lv.e0 : lv.ei]]
+            r = rate[lv.e0 : lv.ei]
+            contrib = (r if vec else r[:, None]) * x[tgt[lv.e0 : lv.ei]]
             b = b + jax.ops.segment_sum(
                 contrib, src[lv.e0 : lv.ei] - lv.v0, num_segments=nv, indices_are_sorted=True
             )
         parts = []
         if lv.singles:
-            parts.append(b[: lv.singles] / out[lv.v0 : lv.v0 + lv.singles, None])
+            d = out[lv.v0 : lv.v0 + lv.singles]
+            parts.append(b[: lv.singles] / (d if vec else d[:, None]))
         for group in lv.groups:
             m, c, vs = group[:3]
             mat = _component_matrices(rate, out, src, tgt, group)
             off = vs - lv.v0
-            sol = jnp.linalg.solve(mat, b[off : off + m * c].reshape(c, m, k))
-            parts.append(sol.reshape(m * c, k))
+            sol = jnp.linalg.solve(mat, b[off : off + m * c].reshape(c, m, -1))
+            parts.append(sol.reshape(b[off : off + m * c].shape))
         x = x.at[lv.v0 : lv.v1].set(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
     return x
 
@@ -170,6 +173,10 @@ def _occupation(levels: tuple[_Level, ...], data: TraceData, theta) -> jax.Array
     return z
 
 
+def _ones(data: TraceData) -> jax.Array:
+    return jnp.ones((data.order.shape[0], 1), dtype=data.edge_coef.dtype)
+
+
 def _zero_cotangent(data: TraceData) -> TraceData:
     """Zero cotangents for the trace arrays (they are constants of the model)."""
 
@@ -199,7 +206,7 @@ def _make_expectation(levels: tuple[_Level, ...]):
     def bwd(res, g):
         data, theta, r, z = res
         w = (r @ g)[data.order]  # combined rewards, trace order
-        x = _solve(levels, data, theta, w[:, None])[:, 0]
+        x = _solve(levels, data, theta, w)
         src, tgt = data.edge_src, data.edge_tgt
         g_theta = -(data.edge_coef.T @ (z[src] * (x[src] - x[tgt])))
         g_r = z[data.position][:, None] * g[None, :]
@@ -292,7 +299,9 @@ class Trace:
         self._levels = _structure(arrays, jptr)
         self._solve = jax.jit(lambda data, theta, rhs: _solve(self._levels, data, theta, rhs))
         self._occupation = jax.jit(lambda data, theta: _occupation(self._levels, data, theta))
-        self._expect = jax.jit(_make_expectation(self._levels))
+        expect = _make_expectation(self._levels)
+        self._expect = jax.jit(expect)
+        self._expect_time = jax.jit(lambda data, theta: expect(data, theta, _ones(data))[0])
         self._src_sorted = bool(np.all(np.diff(arrays["edge_src"]) >= 0))
         self._series = jax.jit(_series, static_argnames=("n_terms", "kind", "src_sorted", "unroll"))
 
@@ -343,7 +352,7 @@ class Trace:
         """
         theta = self._theta(theta)
         if rewards is None:
-            return self._expect(self.data, theta, jnp.ones((self.n_vertices, 1)))[0]
+            return self._expect_time(self.data, theta)
         r = jnp.asarray(rewards, dtype=jnp.float64)
         if r.ndim not in (1, 2) or r.shape[0] != self.n_vertices:
             raise ValueError(
