@@ -25,34 +25,12 @@ import sys
 import tempfile
 import time
 
+from phasic_models import BLOCK_COUNTING
+
 PHASIC_SCRIPT = r"""
 import json, sys, time
 import phasic
-
-def block_counting(state, **kw):
-    n = len(state)
-    out = []
-    for i in range(n):
-        si = int(state[i])
-        if si == 0:
-            continue
-        for j in range(i, n):
-            sj = int(state[j])
-            if i == j:
-                if si < 2:
-                    continue
-                rate = si * (si - 1) / 2.0
-            else:
-                if sj == 0:
-                    continue
-                rate = float(si * sj)
-            new = state.copy()
-            new[i] -= 1
-            new[j] -= 1
-            new[i + j + 1] += 1
-            out.append([new, [rate]])
-    return out
-
+{block_counting}
 n, repeats = int(sys.argv[1]), int(sys.argv[2])
 times, vertices = [], None
 for _ in range(repeats):
@@ -65,7 +43,8 @@ print(json.dumps({"seconds": min(times), "vertices": vertices}))
 
 
 def phasic_build(n: int, repeats: int, python: str | None) -> tuple[float, int] | str:
-    cmd = [python or sys.executable, "-c", PHASIC_SCRIPT, str(n), str(repeats)]
+    script = PHASIC_SCRIPT.replace("{block_counting}", BLOCK_COUNTING)
+    cmd = [python or sys.executable, "-c", script, str(n), str(repeats)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]

@@ -27,32 +27,14 @@ import sys
 import time
 
 import numpy as np
+from phasic_models import BLOCK_COUNTING
 
 PHASIC_SCRIPT = r"""
 import json, sys, time
 import numpy as np
 import phasic
 
-def block_counting(state, **kw):
-    n = len(state)
-    out = []
-    for i in range(n):
-        si = int(state[i])
-        if si == 0:
-            continue
-        for j in range(i, n):
-            sj = int(state[j])
-            if i == j:
-                if si < 2:
-                    continue
-                rate = si * (si - 1) / 2.0
-            else:
-                if sj == 0:
-                    continue
-                rate = float(si * sj)
-            new = state.copy(); new[i] -= 1; new[j] -= 1; new[i + j + 1] += 1
-            out.append([new, [rate]])
-    return out
+{block_counting}
 
 res = {}
 g = phasic.Graph(block_counting, ipv=[40] + [0] * 39, theta_dim=1, graph_cache=False)
@@ -129,7 +111,8 @@ def main() -> None:
 
     grid = np.linspace(0.01, 5.0, 100)
     phasic: dict = {}
-    cmd = [args.phasic_python or sys.executable, "-c", PHASIC_SCRIPT, json.dumps(grid.tolist())]
+    script = PHASIC_SCRIPT.replace("{block_counting}", BLOCK_COUNTING)
+    cmd = [args.phasic_python or sys.executable, "-c", script, json.dumps(grid.tolist())]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode == 0:
         phasic = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,18 +1,11 @@
 """Build one model's state-space graph and write it to the content-addressed cache."""
 
-import logging
-
 from phasemake import build_graph, load_model, spec_hash, write_graph
+from phasemake.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
-log = logging.getLogger("build_graph")
 
-try:
+with job_log(snakemake.log[0], "build_graph") as log:
     params = dict(snakemake.params.model_params)
     log.info("model %s: %s %s", snakemake.params.model, snakemake.params.callback, params)
     model = load_model(snakemake.params.callback)
@@ -25,6 +18,3 @@ try:
     graph = build_graph(model, max_states=snakemake.params.max_states, **params)
     write_graph(graph, snakemake.output.graph)
     log.info("wrote %s (%s)", snakemake.output.graph, graph.summary())
-except Exception:
-    log.exception("build_graph failed")
-    raise
