@@ -35,7 +35,8 @@ class CacheEntry(NamedTuple):
 
 
 class GraphCache:
-    """Graphs stored under their spec hash; no automatic eviction.
+    """Graphs stored under their spec hash, and the traces derived from them (under
+    ``traces/``); no automatic eviction.
 
     Parameters
     ----------
@@ -56,6 +57,7 @@ class GraphCache:
     def __init__(self, root: str | os.PathLike[str] = "cache") -> None:
         self.root = Path(root)
         self.graph_dir = self.root / "graphs"
+        self.trace_dir = self.root / "traces"
 
     def graph_path(self, spec: str) -> Path:
         """Where the graph of ``spec`` is stored."""
@@ -113,8 +115,17 @@ class GraphCache:
             )
         return out
 
+    def trace_files(self) -> tuple[list[Path], list[Path]]:
+        """Stitched trace files and work-unit files."""
+        traces = sorted(self.trace_dir.glob("*.h5"))
+        units = sorted((self.trace_dir / "units").glob("*.h5"))
+        return traces, units
+
     def verify(self) -> list[tuple[Path, str | None]]:
-        """Verify every graph file; ``(path, None)`` if valid, else ``(path, reason)``."""
+        """Verify every graph, trace and unit file; ``(path, None)`` if valid, else why."""
+        from .artefact import read_artefact
+        from .tracefile import TRACE_FORMAT_VERSION, TRACE_KIND, read_unit
+
         results = []
         for path in sorted(self.graph_dir.glob("*.h5")):
             try:
@@ -127,18 +138,37 @@ class GraphCache:
                 results.append((path, f"{path} holds spec {spec}, not {path.stem}"))
             else:
                 results.append((path, None))
+        traces, units = self.trace_files()
+        for path in traces:
+            try:
+                read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+                results.append((path, None))
+            except ArtefactError as err:
+                results.append((path, str(err)))
+        for path in units:
+            try:
+                read_unit(path)
+                results.append((path, None))
+            except ArtefactError as err:
+                results.append((path, str(err)))
         return results
 
     def clear(self, specs: list[str] | None = None) -> list[Path]:
-        """Delete the given specs' graphs (all graphs and temporary files if ``None``)."""
+        """Delete the given specs' graphs and traces (everything if ``None``).
+
+        Work units are shared between graphs, so they are removed only by a full clear.
+        """
         if specs is None:
-            removed = sorted(self.graph_dir.glob("*.h5")) + sorted(self.graph_dir.glob(".*.tmp"))
+            traces, units = self.trace_files()
+            removed = sorted(self.graph_dir.glob("*.h5")) + traces + units
             shutil.rmtree(self.graph_dir, ignore_errors=True)
+            shutil.rmtree(self.trace_dir, ignore_errors=True)
             return removed
         removed = []
         for spec in specs:
-            path = self.graph_path(spec)
-            if path.exists():
-                path.unlink()
-                removed.append(path)
+            for path in (self.graph_path(spec), self.trace_dir / f"{spec}.h5"):
+                if path.exists():
+                    path.unlink()
+                    removed.append(path)
+            shutil.rmtree(self.trace_dir / spec, ignore_errors=True)  # its plan
         return removed

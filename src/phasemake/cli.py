@@ -90,6 +90,10 @@ def _cmd_cache(args: argparse.Namespace) -> int:
                 f"  {e.spec}  {e.model:<16} {e.vertices:>10} vertices {e.edges:>11} edges "
                 f"{e.bytes / 1e6:>9.2f} MB  params={e.params}"
             )
+        traces, units = cache.trace_files()
+        for label, files in (("traces", traces), ("trace units", units)):
+            size = sum(p.stat().st_size for p in files)
+            print(f"{cache.trace_dir}: {len(files)} {label}, {size / 1e6:.2f} MB")
         return 0
     if args.action == "verify":
         bad = 0
@@ -141,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p_build.add_argument("--max-states", type=int, default=DEFAULT_MAX_STATES)
     p_build.set_defaults(func=_cmd_build)
 
-    p_cache = sub.add_parser("cache", help="report on and manage the graph cache")
+    p_cache = sub.add_parser("cache", help="report on and manage the graph and trace cache")
     p_cache.add_argument("action", choices=["stats", "verify", "clear"])
     p_cache.add_argument("--cache", default="cache", help="cache directory (default: cache)")
     p_cache.add_argument(

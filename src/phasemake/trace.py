@@ -272,14 +272,15 @@ def record_unit(graph: Graph, unit: UnitPlan) -> dict[str, np.ndarray]:
 
 
 def stitch_units(
-    graph: Graph, units: Sequence[dict[str, np.ndarray]], *, spec: str | None = None
+    graph: Graph, units: Sequence[dict[str, np.ndarray]], *, layout: Layout | None = None
 ) -> dict[str, Any]:
     """Assemble a full trace from its units (in level order) and the graph.
 
     Edge indices in units are global positions, so stitching concatenates and re-bases the
-    edge pointers; the units' states are checked against the graph's layout.
+    edge pointers; the units' states are checked against the graph's layout (computed
+    unless given).
     """
-    layout = layout_graph(graph)
+    layout = layout_graph(graph) if layout is None else layout
     vstart, lstart, estart = 0, 0, 0
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("src", "tgt", "coef", "groups")}
     vptr, eptr, iptr = [], [], []
@@ -330,4 +331,4 @@ def record_trace_arrays(
     layout, units = plan_units(graph, max_unit_cost=max_unit_cost)
     edges = _level_edge_order(graph, layout)
     recorded = [_unit_arrays(graph, layout, edges, u.level_start, u.level_stop) for u in units]
-    return stitch_units(graph, recorded), units
+    return stitch_units(graph, recorded, layout=layout), units

@@ -60,3 +60,21 @@ def test_errors_are_reported_without_traceback():
     )
     assert proc.returncode == 2
     assert "phasemake: error: model file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cache_commands_cover_traces(tmp_path, capsys):
+    import phasemake
+    from phasemake.models import kingman
+    from phasemake.trace import plan_units, record_unit
+
+    cache = phasemake.GraphCache(tmp_path / "c")
+    graph = cache.load_or_build(kingman, n=5)
+    _, units = plan_units(graph)
+    unit_path = cache.trace_dir / "units" / f"{units[0].key}.h5"
+    phasemake.write_unit(record_unit(graph, units[0]), unit_path)
+    assert main(["cache", "stats", "--cache", str(cache.root)]) == 0
+    assert "1 trace units" in capsys.readouterr().out
+    unit_path.write_bytes(b"garbage")
+    assert main(["cache", "verify", "--cache", str(cache.root)]) == 1
+    assert main(["cache", "clear", "--cache", str(cache.root)]) == 0
+    assert not unit_path.exists() and not cache.graph_dir.exists()
