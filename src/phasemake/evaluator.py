@@ -53,6 +53,7 @@ class _Level(NamedTuple):
     v1: int
     e0: int  # external edges [e0, ei)
     ei: int  # internal edges [ei, e1)
+    e1: int  # end of this level's edges
     j0: int  # external edges into this level, [j0, j1) of the in_* arrays
     j1: int
     singles: int
@@ -89,6 +90,7 @@ def _structure(arrays: dict[str, np.ndarray], jptr: np.ndarray) -> tuple[_Level,
                 v1,
                 int(eptr[lvl]),
                 int(iptr[lvl]),
+                int(eptr[lvl + 1]),
                 int(jptr[lvl]),
                 int(jptr[lvl + 1]),
                 singles,
@@ -113,22 +115,35 @@ def _component_matrices(rate, out, src, tgt, group) -> jax.Array:
     return mat + diag[:, :, None] * jnp.eye(m, dtype=rate.dtype)
 
 
-def _solve(levels: tuple[_Level, ...], data: TraceData, theta, rhs) -> jax.Array:
+def _solve(levels: tuple[_Level, ...], data: TraceData, theta, rhs, edge_sums: bool = False):
     """``x = (-S)^{-1} rhs`` for ``rhs`` of shape (V,) or (V, k) in trace order (0 at
-    absorption)."""
+    absorption).
+
+    With ``edge_sums`` (``rhs`` of shape (V,)), also return ``y`` (V, p) with
+    ``y_i = Σ_{e = i → j} c_e x_j``, accumulated from the gathers the solve makes anyway.
+    """
     rate, out = _rates(data, theta)
-    src, tgt = data.edge_src, data.edge_tgt
+    src, tgt, coef = data.edge_src, data.edge_tgt, data.edge_coef
     vec = rhs.ndim == 1
     x = jnp.zeros_like(rhs)
+    y = jnp.zeros_like(data.out_coef) if edge_sums else None
     for lv in levels:
         nv = lv.v1 - lv.v0
         b = rhs[lv.v0 : lv.v1]
         if lv.ei > lv.e0:
+            xt = x[tgt[lv.e0 : lv.ei]]
             r = rate[lv.e0 : lv.ei]
-            contrib = (r if vec else r[:, None]) * x[tgt[lv.e0 : lv.ei]]
-            b = b + jax.ops.segment_sum(
-                contrib, src[lv.e0 : lv.ei] - lv.v0, num_segments=nv, indices_are_sorted=True
-            )
+            local = src[lv.e0 : lv.ei] - lv.v0
+            contrib = (r if vec else r[:, None]) * xt
+            b = b + jax.ops.segment_sum(contrib, local, num_segments=nv, indices_are_sorted=True)
+            if edge_sums:
+                ys = jax.ops.segment_sum(
+                    coef[lv.e0 : lv.ei] * xt[:, None],
+                    local,
+                    num_segments=nv,
+                    indices_are_sorted=True,
+                )
+                y = y.at[lv.v0 : lv.v1].add(ys)
         parts = []
         if lv.singles:
             d = out[lv.v0 : lv.v0 + lv.singles]
@@ -140,7 +155,15 @@ def _solve(levels: tuple[_Level, ...], data: TraceData, theta, rhs) -> jax.Array
             sol = jnp.linalg.solve(mat, b[off : off + m * c].reshape(c, m, -1))
             parts.append(sol.reshape(b[off : off + m * c].shape))
         x = x.at[lv.v0 : lv.v1].set(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
-    return x
+        if edge_sums and lv.e1 > lv.ei:  # edges inside components, now that x is known
+            ys = jax.ops.segment_sum(
+                coef[lv.ei : lv.e1] * x[tgt[lv.ei : lv.e1]][:, None],
+                src[lv.ei : lv.e1] - lv.v0,
+                num_segments=nv,
+                indices_are_sorted=True,
+            )
+            y = y.at[lv.v0 : lv.v1].add(ys)
+    return (x, y) if edge_sums else x
 
 
 def _occupation(levels: tuple[_Level, ...], data: TraceData, theta) -> jax.Array:
@@ -206,9 +229,9 @@ def _make_expectation(levels: tuple[_Level, ...]):
     def bwd(res, g):
         data, theta, r, z = res
         w = (r @ g)[data.order]  # combined rewards, trace order
-        x = _solve(levels, data, theta, w)
-        src, tgt = data.edge_src, data.edge_tgt
-        g_theta = -(data.edge_coef.T @ (z[src] * (x[src] - x[tgt])))
+        x, y = _solve(levels, data, theta, w, edge_sums=True)
+        # Σ_e c_e z_i (x_i - x_j) = (z x) @ out_coef - z @ y, without gathers over edges
+        g_theta = z @ y - (z * x) @ data.out_coef
         g_r = z[data.position][:, None] * g[None, :]
         return _zero_cotangent(data), g_theta, g_r
 
