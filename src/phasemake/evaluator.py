@@ -353,18 +353,22 @@ class Trace:
             )
         return theta
 
-    def _rewards(self, rewards: Any) -> tuple[jax.Array, bool]:
-        """Rewards in trace order as (V, k), and whether the input was one vector."""
-        if rewards is None:
-            return jnp.ones((self.n_vertices, 1)), True
+    def _graph_rewards(self, rewards: Any) -> tuple[jax.Array, bool]:
+        """Validated rewards in graph order as (V, k), and whether one vector was given."""
         r = jnp.asarray(rewards, dtype=jnp.float64)
         if r.ndim not in (1, 2) or r.shape[0] != self.n_vertices:
             raise ValueError(
                 f"rewards have shape {r.shape}; expected ({self.n_vertices},) or "
                 f"({self.n_vertices}, k): one row per graph vertex"
             )
-        single = r.ndim == 1
-        return (r[:, None] if single else r)[self.data.order], single
+        return (r[:, None] if r.ndim == 1 else r), r.ndim == 1
+
+    def _rewards(self, rewards: Any) -> tuple[jax.Array, bool]:
+        """Rewards in trace order as (V, k) (ones for ``None``), and whether one vector."""
+        if rewards is None:
+            return jnp.ones((self.n_vertices, 1)), True
+        r, single = self._graph_rewards(rewards)
+        return r[self.data.order], single
 
     # -- expectations and moments --------------------------------------------------------
     def expectation(self, theta: Any, rewards: Any = None) -> jax.Array:
@@ -376,14 +380,9 @@ class Trace:
         theta = self._theta(theta)
         if rewards is None:
             return self._expect_time(self.data, theta)
-        r = jnp.asarray(rewards, dtype=jnp.float64)
-        if r.ndim not in (1, 2) or r.shape[0] != self.n_vertices:
-            raise ValueError(
-                f"rewards have shape {r.shape}; expected ({self.n_vertices},) or "
-                f"({self.n_vertices}, k): one row per graph vertex"
-            )
-        e = self._expect(self.data, theta, r[:, None] if r.ndim == 1 else r)
-        return e[0] if r.ndim == 1 else e
+        r, single = self._graph_rewards(rewards)
+        e = self._expect(self.data, theta, r)
+        return e[0] if single else e
 
     def occupation(self, theta: Any) -> jax.Array:
         """Expected time spent in each vertex before absorption, in graph vertex order.

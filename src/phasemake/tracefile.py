@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .artefact import read_artefact, write_artefact
+from .artefact import atomic_path, read_artefact, write_artefact
 from .errors import ArtefactError
 from .graph import Graph
 from .trace import (
@@ -23,6 +24,8 @@ from .trace import (
 
 if TYPE_CHECKING:
     from .evaluator import Trace
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "TRACE_FORMAT_VERSION",
@@ -126,9 +129,6 @@ def stitch_trace_files(
     A unit file that fails verification is reported (logged as a warning), recomputed from
     the graph and rewritten atomically, so one corrupt file never poisons the trace.
     """
-    import logging
-
-    log = logging.getLogger(__name__)
     recorded = []
     for unit, path in zip(units, paths, strict=True):
         try:
@@ -166,8 +166,6 @@ def claim_unit(unit: UnitPlan, *, units_dir: str | os.PathLike[str], graph: str,
 
 def write_plan(units: list[UnitPlan], meta: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write the work-unit plan as JSON (atomically)."""
-    from .artefact import atomic_path
-
     payload = {"format": "phasemake.trace_plan", "format_version": TRACE_FORMAT_VERSION, **meta}
     payload["units"] = [u._asdict() for u in units]
     with atomic_path(path) as tmp:
