@@ -5,6 +5,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from phasemake import read_plan
 from phasemake.workflow import discard_invalid_artefacts, resolve_model_specs
 
 min_version("9.0")
@@ -46,11 +47,7 @@ def unit_files():
     for spec in SPEC_MODELS:
         plan = f"{CACHE}/traces/{spec}/plan.json"
         if os.path.exists(plan):
-            with open(plan) as fh:
-                files += [
-                    f"{CACHE}/traces/units/{u['key']}.h5"
-                    for u in json.load(fh)["units"]
-                ]
+            files += [f"{CACHE}/traces/units/{u.key}.h5" for u in read_plan(plan)[0]]
     return sorted(set(files))
 
 
@@ -83,12 +80,10 @@ def unit_plan_entry(wildcards):
 def stitch_inputs(wildcards):
     """Graph, plan and every unit file of a spec (after its plan checkpoint)."""
     plan = checkpoints.plan_trace.get(spec=wildcards.spec).output.plan
-    with open(plan) as fh:
-        keys = [u["key"] for u in json.load(fh)["units"]]
     return {
         "graph": f"{CACHE}/graphs/{wildcards.spec}.h5",
         "plan": plan,
-        "units": [f"{CACHE}/traces/units/{key}.h5" for key in keys],
+        "units": [f"{CACHE}/traces/units/{u.key}.h5" for u in read_plan(plan)[0]],
     }
 
 

@@ -115,6 +115,14 @@ class GraphCache:
             )
         return out
 
+    def plan_path(self, spec: str) -> Path:
+        """Where the work-unit plan of ``spec``'s trace is stored."""
+        return self.trace_dir / spec / "plan.json"
+
+    def unit_path(self, key: str) -> Path:
+        """Where the work unit ``key`` is stored (shared by every graph that has it)."""
+        return self.trace_dir / "units" / f"{key}.h5"
+
     def trace_files(self) -> tuple[list[Path], list[Path]]:
         """Stitched trace files and work-unit files."""
         traces = sorted(self.trace_dir.glob("*.h5"))
@@ -138,19 +146,18 @@ class GraphCache:
                 results.append((path, f"{path} holds spec {spec}, not {path.stem}"))
             else:
                 results.append((path, None))
+
+        def read_trace(path: Path) -> None:
+            read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+
         traces, units = self.trace_files()
-        for path in traces:
-            try:
-                read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
-                results.append((path, None))
-            except ArtefactError as err:
-                results.append((path, str(err)))
-        for path in units:
-            try:
-                read_unit(path)
-                results.append((path, None))
-            except ArtefactError as err:
-                results.append((path, str(err)))
+        for paths, read in ((traces, read_trace), (units, read_unit)):
+            for path in paths:
+                try:
+                    read(path)
+                    results.append((path, None))
+                except ArtefactError as err:
+                    results.append((path, str(err)))
         return results
 
     def clear(self, specs: list[str] | None = None) -> list[Path]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from .cache import GraphCache
@@ -92,7 +90,7 @@ def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -
     >>> discard_invalid_artefacts(tempfile.mkdtemp(), ["0" * 32])
     []
     """
-    from .tracefile import read_unit
+    from .tracefile import read_plan, read_unit
 
     messages = []
     graphs = GraphCache(cache)
@@ -100,13 +98,17 @@ def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -
         problem = graphs.discard_if_invalid(spec)
         if problem:
             messages.append(problem)
-        plan = Path(cache) / "traces" / spec / "plan.json"
-        try:
-            keys = [u["key"] for u in json.loads(plan.read_text())["units"]]
-        except (OSError, ValueError, KeyError, TypeError):
+        plan = graphs.plan_path(spec)
+        if not plan.exists():
             continue
-        for key in keys:
-            path = Path(cache) / "traces" / "units" / f"{key}.h5"
+        try:
+            units, _ = read_plan(plan)
+        except ArtefactError as err:  # a broken plan is re-planned
+            plan.unlink(missing_ok=True)
+            messages.append(f"{err}; removed it so it is re-planned")
+            continue
+        for unit in units:
+            path = graphs.unit_path(unit.key)
             if not path.exists():
                 continue
             try:
