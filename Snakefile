@@ -7,6 +7,7 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/graphs.smk"
 include: "rules/traces.smk"
+include: "rules/nlsq.smk"
 
 
 rule all:
@@ -15,3 +16,4 @@ rule all:
         graph_files(),
         trace_files(),
         unit_files(),
+        fit_files(),

@@ -6,7 +6,12 @@ import os
 from snakemake.utils import min_version, validate
 
 from phasemake import read_plan
-from phasemake.workflow import discard_invalid_artefacts, resolve_model_specs
+from phasemake.nlsqstate import read_state
+from phasemake.workflow import (
+    check_analyses,
+    discard_invalid_artefacts,
+    resolve_model_specs,
+)
 
 min_version("9.0")
 
@@ -20,6 +25,9 @@ SPEC_MODELS = {}
 for _name, _m in MODELS.items():
     SPEC_MODELS.setdefault(_m.spec, _m)
 
+ANALYSES = config["analyses"]
+check_analyses(ANALYSES, MODELS)
+
 if workflow.is_main_process:
     for _problem in discard_invalid_artefacts(CACHE, list(SPEC_MODELS)):
         logging.getLogger("phasemake").warning("phasemake: %s", _problem)
@@ -28,6 +36,9 @@ if workflow.is_main_process:
 wildcard_constraints:
     spec="[0-9a-f]{32}",
     unit="[0-9a-f]{32}",
+    analysis="[A-Za-z][A-Za-z0-9_]*",
+    step="[0-9]+",
+    chunk="[0-9]+",
 
 
 def graph_files():
@@ -120,3 +131,86 @@ def _spec_model(wildcards):
 def build_graph_mem_mb(wildcards, attempt):
     """Memory for a graph build: 2 GB, doubled on each retry."""
     return 2000 * 2 ** (attempt - 1)
+
+
+# -- analyses ----------------------------------------------------------------------------------
+def fit_files():
+    """Every analysis's NLSQ result."""
+    return [f"results/{name}/nlsq/fit.json" for name in ANALYSES]
+
+
+def analysis_settings(wildcards):
+    """The analysis's config block (all of it reaches the scripts through params)."""
+    return ANALYSES[wildcards.analysis]
+
+
+def analysis_nlsq(wildcards):
+    """The analysis's Levenberg–Marquardt settings."""
+    return ANALYSES[wildcards.analysis]["nlsq"]
+
+
+def analysis_chunks(wildcards):
+    """Chunk jobs per pass."""
+    return ANALYSES[wildcards.analysis]["chunks"]
+
+
+def _model_files(wildcards):
+    spec = MODELS[ANALYSES[wildcards.analysis]["model"]].spec
+    return {"graph": f"{CACHE}/graphs/{spec}.h5", "trace": f"{CACHE}/traces/{spec}.h5"}
+
+
+def observation_inputs(wildcards):
+    """Graph and trace of the analysis's model, and its data file if it has one."""
+    files = _model_files(wildcards)
+    data = ANALYSES[wildcards.analysis]["data"]
+    if "file" in data:
+        files["data"] = data["file"]
+    return files
+
+
+def _previous(wildcards):
+    step = int(wildcards.step)
+    return (
+        {}
+        if step == 0
+        else {
+            "previous": f"results/{wildcards.analysis}/nlsq/pass{step - 1}/state.json"
+        }
+    )
+
+
+def chunk_inputs(wildcards):
+    """Observations, model files and the previous pass's state (which holds the point)."""
+    return {
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        **_model_files(wildcards),
+        **_previous(wildcards),
+    }
+
+
+def step_inputs(wildcards):
+    """This pass's chunk files, in chunk order, and the previous state."""
+    n = ANALYSES[wildcards.analysis]["chunks"]
+    prefix = f"results/{wildcards.analysis}/nlsq/pass{wildcards.step}"
+    return {
+        "chunks": [f"{prefix}/chunk{c}.h5" for c in range(n)],
+        **_previous(wildcards),
+    }
+
+
+def final_nlsq_state(wildcards):
+    """The first pass whose state has stopped: each pass is a checkpoint, so Snakemake
+    schedules the next one only after reading this one (a killed run resumes here)."""
+    step = 0
+    while True:
+        state = checkpoints.step_nlsq.get(
+            analysis=wildcards.analysis, step=step
+        ).output.state
+        if read_state(state)["status"] != "running":
+            return state
+        step += 1
+
+
+def fit_inputs(wildcards):
+    """The final state and the model files."""
+    return {"state": final_nlsq_state(wildcards), **_model_files(wildcards)}

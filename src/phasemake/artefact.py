@@ -165,3 +165,39 @@ def _read(path, *, kind, versions, arrays):
             f"({computed}); delete it so it is rebuilt"
         )
     return data, json.loads(meta_json)
+
+
+def write_json_artefact(
+    path: str | os.PathLike[str], *, kind: str, version: int, payload: Mapping[str, Any]
+) -> None:
+    """Write a small JSON artefact atomically, with its format, version and a sha256."""
+    body = json.dumps(payload, sort_keys=True, allow_nan=False)
+    doc = {
+        "format": kind,
+        "format_version": version,
+        "checksum": "sha256:" + hashlib.sha256(body.encode()).hexdigest(),
+        "payload": payload,
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_json_artefact(
+    path: str | os.PathLike[str], *, kind: str, versions: tuple[int, ...]
+) -> dict[str, Any]:
+    """Read a JSON artefact written by :func:`write_json_artefact`, verifying it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ArtefactError(f"{path} is not readable JSON ({err}); delete it") from None
+    if not isinstance(doc, dict) or doc.get("format") != kind:
+        raise ArtefactError(f"{path} is not a {kind} file; delete it")
+    if doc.get("format_version") not in versions:
+        raise ArtefactError(
+            f"{path} has {kind} version {doc.get('format_version')}, this phasemake reads "
+            f"{list(versions)}; delete it"
+        )
+    body = json.dumps(doc.get("payload"), sort_keys=True, allow_nan=False)
+    if doc.get("checksum") != "sha256:" + hashlib.sha256(body.encode()).hexdigest():
+        raise ArtefactError(f"{path} is corrupt (checksum mismatch); delete it")
+    return doc["payload"]

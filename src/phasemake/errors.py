@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArtefactError",
+    "DataError",
     "GraphBuildError",
     "ModelError",
     "PhasemakeError",
@@ -32,3 +33,7 @@ class GraphBuildError(PhasemakeError, ValueError):
 
 class ArtefactError(PhasemakeError, OSError):
     """An artefact file is missing, corrupt, foreign, or of an unsupported format version."""
+
+
+class DataError(PhasemakeError, ValueError):
+    """Observations are invalid: the message names the file, the row and the column."""

@@ -7,8 +7,8 @@ differentiable (``jax.grad``) and vmappable over a batch of θ. Rewards are inde
 - expectations ``E[∫ r(X_t) dt]`` solve ``(-S) x = r`` level by level (exact up to
   floating point: one division per single-vertex component, one dense solve per cyclic one);
 - moments ``E[Y^k] = k! α (U R)^k 1`` with ``U = (-S)^{-1}`` by repeated solves;
-- the density, cdf and survival use uniformisation, ``exp(S t) = Σ_n Pois(n; λt) P^n`` with
-  ``P = I + S/λ``, truncated where the Poisson tail mass is below 1e-15 — for all t at once.
+- the density, cdf and survival use adaptive, level-truncated uniformisation (see
+  :mod:`phasemake.uniformisation`) — for all t at once.
 """
 
 from __future__ import annotations
@@ -22,14 +22,10 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.scipy.special import gammaln, xlogy  # noqa: E402
+
+from phasemake import uniformisation  # noqa: E402
 
 __all__ = ["Trace", "TraceData"]
-
-#: Poisson tail mass left out of the uniformisation series.
-UNIFORMISATION_TAIL = 1e-15
-#: Loop unrolling of the uniformisation scan (fewer loop iterations on CPU).
-SERIES_UNROLL = 2
 
 
 class TraceData(NamedTuple):
@@ -239,32 +235,6 @@ def _make_expectation(levels: tuple[_Level, ...]):
     return expect
 
 
-def _series(
-    data: TraceData, theta, t, n_terms: int, kind: str, src_sorted: bool, unroll: int
-) -> jax.Array:
-    """Uniformisation: ``Σ_n Pois(n; λt) α P^n u0`` for u0 = exit rates or ones."""
-    rate, out = _rates(data, theta)
-    n = data.order.shape[0]
-    transient = ~data.absorbing
-    if kind == "pdf":
-        u0 = jax.ops.segment_sum(rate * data.absorbing[data.edge_tgt], data.edge_src, n)
-    else:
-        u0 = transient.astype(rate.dtype)
-    lam = jnp.max(out) * 1.0 + 1e-300
-
-    def step(u, _):
-        flow = jax.ops.segment_sum(
-            rate * u[data.edge_tgt], data.edge_src, num_segments=n, indices_are_sorted=src_sorted
-        )
-        return u + (flow - out * u) / lam, data.alpha @ u
-
-    _, coeffs = jax.lax.scan(step, u0, None, length=n_terms, unroll=unroll)
-    lt = lam * t[:, None]
-    terms = jnp.arange(n_terms, dtype=rate.dtype)
-    weights = jnp.exp(-lt + xlogy(terms, lt) - gammaln(terms + 1.0))
-    return weights @ coeffs
-
-
 class Trace:
     """A compiled elimination trace; create with :func:`phasemake.compile_trace` or
     :func:`phasemake.load_trace`.
@@ -325,8 +295,11 @@ class Trace:
         expect = _make_expectation(self._levels)
         self._expect = jax.jit(expect)
         self._expect_time = jax.jit(lambda data, theta: expect(data, theta, _ones(data))[0])
-        self._src_sorted = bool(np.all(np.diff(arrays["edge_src"]) >= 0))
-        self._series = jax.jit(_series, static_argnames=("n_terms", "kind", "src_sorted", "unroll"))
+        self._series_data = uniformisation.series_data(arrays, alpha)
+        self._out_coef = out_coef
+        self._series = jax.jit(
+            uniformisation.series, static_argnames=("kind", "n_levels", "n_intervals", "limit")
+        )
 
     # -- basic facts -------------------------------------------------------------------
     @property
@@ -419,27 +392,55 @@ class Trace:
 
     # -- distribution of the absorption time -----------------------------------------------
     def n_terms(self, theta: Any, t: Any) -> int:
-        """Uniformisation terms needed for concrete ``theta`` and times ``t``."""
-        from scipy.stats import poisson
+        """Uniformisation steps the density at ``theta`` needs to reach ``max(t)``.
 
-        theta = np.asarray(theta, dtype=np.float64)
-        out = np.zeros(self.n_vertices)
-        np.add.at(out, self.arrays["edge_src"], self.arrays["edge_coef"] @ theta)
-        mu = float(out.max()) * float(np.max(np.asarray(t, dtype=np.float64), initial=0.0))
-        n = int(poisson.isf(UNIFORMISATION_TAIL, mu)) + 16 if mu > 0 else 16
-        return -(-n // 64) * 64  # round up: fewer distinct compilations
+        Pass it as ``n_terms=`` inside ``jit``, ``grad`` or ``vmap``, computed at the θ
+        with the fastest dynamics you will evaluate (a larger budget only costs time):
+        times the budget does not reach come back NaN.
+        """
+        theta_np, t_np = self._concrete(theta, t)
+        _, used = self._adaptive(theta_np, t_np, "pdf")
+        return max(int(used), 1) * uniformisation.BLOCK
+
+    def _concrete(self, theta: Any, t: Any) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.asarray(self._theta(theta))
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        if t.ndim != 1 or not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise ValueError(f"t must be a 1-d array of finite times >= 0; got {t!r}")
+        return theta, t
+
+    def _adaptive(self, theta: np.ndarray, t: np.ndarray, kind: str):
+        rate = float(np.max(self._out_coef @ theta, initial=0.0))
+        limit = uniformisation.interval_limit(rate, float(t.max(initial=0.0)))
+        return self._series(
+            self._series_data,
+            jnp.asarray(theta),
+            jnp.asarray(t),
+            kind=kind,
+            n_levels=self.n_levels,
+            limit=limit,
+        )
 
     def _distribution(self, theta, t, n_terms, kind):
-        theta_j = self._theta(theta)
-        t = jnp.atleast_1d(jnp.asarray(t, dtype=jnp.float64))
         if n_terms is None:
             if isinstance(theta, jax.core.Tracer) or isinstance(t, jax.core.Tracer):
                 raise ValueError(
                     "inside jit/grad/vmap pass n_terms=trace.n_terms(theta_max, t_max): the "
-                    "number of uniformisation terms must be fixed before tracing"
+                    "number of uniformisation steps must be fixed before tracing"
                 )
-            n_terms = self.n_terms(theta, t)
-        return self._series(self.data, theta_j, t, n_terms, kind, self._src_sorted, SERIES_UNROLL)
+            return self._adaptive(*self._concrete(theta, t), kind)[0]
+        if not isinstance(n_terms, int) or n_terms < 1:
+            raise ValueError(f"n_terms={n_terms!r}; expected a positive integer")
+        t = jnp.atleast_1d(jnp.asarray(t, dtype=jnp.float64))
+        n_intervals = -(-n_terms // uniformisation.BLOCK)
+        return self._series(
+            self._series_data,
+            self._theta(theta),
+            t,
+            kind=kind,
+            n_levels=self.n_levels,
+            n_intervals=n_intervals,
+        )[0]
 
     def pdf(self, theta: Any, t: Any, *, n_terms: int | None = None) -> jax.Array:
         """Density of the absorption time at times ``t`` (shape ``(T,)``)."""

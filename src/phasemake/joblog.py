@@ -30,6 +30,7 @@ def job_log(path: str | os.PathLike[str], name: str) -> Iterator[logging.Logger]
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is not news
     log = logging.getLogger(name)
     try:
         yield log

@@ -12,7 +12,7 @@ from .model import Model
 from .resolve import load_model
 from .spechash import spec_hash
 
-__all__ = ["ModelSpec", "discard_invalid_artefacts", "resolve_model_specs"]
+__all__ = ["ModelSpec", "check_analyses", "discard_invalid_artefacts", "resolve_model_specs"]
 
 
 class ModelSpec(NamedTuple):
@@ -117,3 +117,43 @@ def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -
                 path.unlink(missing_ok=True)
                 messages.append(f"{err}; removed it so it is recomputed")
     return messages
+
+
+def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:
+    """Parse-time checks of the validated ``analyses:`` section against the models.
+
+    Raises
+    ------
+    PhasemakeError
+        Naming ``analyses.<name>.<key>``: an unknown model, parameter names that are not
+        the model's, simulated parameter values that do not match them, or a data file
+        that does not exist.
+    """
+    for name, a in analyses.items():
+        where = f"analyses.{name}"
+        if a["model"] not in models:
+            raise PhasemakeError(
+                f"{where}.model = {a['model']!r} is not a configured model; expected one of "
+                f"{sorted(models)}"
+            )
+        names = list(models[a["model"]].model.parameters)
+        if a["observations"] == "sfs":
+            names.append("mutation")
+        nlsq = a.get("nlsq", {})
+        for key, values in (
+            ("nlsq.initial", nlsq.get("initial", {})),
+            ("nlsq.fixed", nlsq.get("fixed", {})),
+        ):
+            for p in values:
+                if p not in names:
+                    raise PhasemakeError(f"{where}.{key}.{p}: unknown parameter; expected {names}")
+        data = a["data"]
+        if "file" in data and not os.path.isfile(data["file"]):
+            raise PhasemakeError(f"{where}.data.file = {data['file']!r} does not exist")
+        sim = data.get("simulate")
+        if sim is not None:
+            if sorted(sim["theta"]) != sorted(names):
+                raise PhasemakeError(
+                    f"{where}.data.simulate.theta has {sorted(sim['theta'])}; expected a "
+                    f"value for each of {names}"
+                )

@@ -30,7 +30,10 @@ def test_schema_is_strict_and_documented():
                 assert node.get("additionalProperties") is not None, path
             for key, sub in node.get("properties", {}).items():
                 assert sub.get("description"), f"{path}.{key} has no description"
-                required = key in node.get("required", [])
+                alternatives = node.get("oneOf", []) + node.get("anyOf", [])
+                required = key in node.get("required", []) or any(
+                    key in branch.get("required", []) for branch in alternatives
+                )
                 assert required or "default" in sub, f"{path}.{key} has no default"
                 walk(sub, f"{path}.{key}")
             if isinstance(node.get("additionalProperties"), dict):

@@ -1,0 +1,84 @@
+# Stage 4: observations, then NLSQ passes: per pass one job per chunk, one reducer
+# (a checkpoint: the next pass exists only once this one's state says "running").
+
+
+rule prepare_observations:
+    input:
+        unpack(observation_inputs),
+    output:
+        observations="results/{analysis}/data/observations.h5",
+    log:
+        "logs/prepare_observations/{analysis}.log",
+    benchmark:
+        "logs/prepare_observations/{analysis}.benchmark.tsv"
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=build_graph_mem_mb,
+        runtime=30,
+    params:
+        analysis=analysis_settings,
+    script:
+        "../scripts/prepare_observations.py"
+
+
+rule accumulate_chunk:
+    input:
+        unpack(chunk_inputs),
+    output:
+        chunk="results/{analysis}/nlsq/pass{step}/chunk{chunk}.h5",
+    log:
+        "logs/accumulate_chunk/{analysis}/pass{step}/chunk{chunk}.log",
+    benchmark:
+        "logs/accumulate_chunk/{analysis}/pass{step}/chunk{chunk}.benchmark.tsv"
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=build_graph_mem_mb,
+        runtime=60,
+    params:
+        analysis=analysis_settings,
+        chunks=analysis_chunks,
+        compilation_cache=f"{CACHE}/jax",
+    script:
+        "../scripts/accumulate_chunk.py"
+
+
+checkpoint step_nlsq:
+    input:
+        unpack(step_inputs),
+    output:
+        state="results/{analysis}/nlsq/pass{step}/state.json",
+    log:
+        "logs/step_nlsq/{analysis}/pass{step}.log",
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        nlsq=analysis_nlsq,
+    script:
+        "../scripts/step_nlsq.py"
+
+
+rule summarise_nlsq:
+    input:
+        unpack(fit_inputs),
+    output:
+        fit="results/{analysis}/nlsq/fit.json",
+    log:
+        "logs/summarise_nlsq/{analysis}.log",
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        analysis=analysis_settings,
+    script:
+        "../scripts/summarise_nlsq.py"

@@ -1,0 +1,20 @@
+"""The NLSQ result of an analysis: estimates, standard errors, covariance, convergence."""
+
+from phasemake import load_trace, read_graph
+from phasemake.analysis import model_for, write_fit
+from phasemake.joblog import job_log
+
+snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
+
+with job_log(snakemake.log[0], "summarise_nlsq") as log:
+    model = model_for(
+        snakemake.params.analysis,
+        load_trace(snakemake.input.trace),
+        read_graph(snakemake.input.graph).states,
+    )
+    fit = write_fit(
+        model, snakemake.input.state, snakemake.output.fit, analysis=snakemake.wildcards.analysis
+    )
+    for name, p in fit["parameters"].items():
+        log.info("%s = %.6g ± %.3g%s", name, p["estimate"], p["se"], " (fixed)" * p["fixed"])
+    log.info("%s after %d passes: %s", fit["status"], fit["passes"], fit["reason"])

@@ -1,0 +1,238 @@
+"""Observation models: the residuals NLSQ accumulates, from a trace, per block of rows.
+
+Parameters are fitted on the log scale, ``φ = log θ`` (all phase-type parameters are
+rates, and the SFS mutation scaling is positive): bounds by reparameterisation, never by
+clipping. Parameters may be held fixed.
+
+``absorption_times`` (maximum likelihood)
+    ``ℓ_i = w_i log f(t_i; θ)`` for an observed time and ``w_i log S(t_i; θ)`` for a
+    right-censored one, with ``f`` and ``S`` the phase-type density and survival from the
+    trace. NLSQ works with the Gauss–Newton form of the deviance ``-2 Σ ℓ_i``: row ``i`` has
+    a unit residual ``√w_i`` with Jacobian ``-√w_i ∇_φ log f_i``, so ``JᵀJ = Σ w g gᵀ`` is
+    the outer product of scores (BHHH) and ``Jᵀr = -∇ℓ``: its optimum is the MLE and
+    ``(JᵀJ)⁻¹`` the outer-product estimate of the covariance (dispersion known, s² = 1).
+``sfs`` (Poisson random field)
+    Window ``w`` has counts ``ξ_{wi} ~ Poisson(μ_{wi})``, ``μ_{wi} = mutation · sites_w ·
+    E[ξ_i](θ)``, where ``E[ξ_i]`` is the expected total length of branches subtending ``i``
+    samples (the trace's expectation of the reward ``state[i-1]``). Residuals are Poisson
+    deviance residuals, ``sign(y-μ) √(2(y log(y/μ) - (y-μ)))``: the sum of squares is the
+    deviance, so the optimum is the MLE; the covariance is ``s² (JᵀJ)⁻¹`` with
+    ``s² = χ²/(N - p)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.scipy.special import xlogy  # noqa: E402
+
+from .errors import DataError  # noqa: E402
+from .observations import Observations  # noqa: E402
+from .uniformisation import BLOCK  # noqa: E402
+
+__all__ = ["MUTATION", "Accumulator", "ObservationModel", "Parametrisation"]
+
+#: Name of the SFS mutation-scaling parameter.
+MUTATION = "mutation"
+
+
+class Accumulator(NamedTuple):
+    """Sufficient statistics of one pass over some rows, at one φ.
+
+    ``jtj`` (p, p), ``jtr`` (p,), ``chi2`` (the objective), ``rr`` (``‖r‖²``, for the
+    gradient test) and ``count`` (rows, or cells for the SFS).
+    """
+
+    jtj: np.ndarray
+    jtr: np.ndarray
+    chi2: float
+    rr: float
+    count: float
+
+    @staticmethod
+    def total(parts: list[Accumulator]) -> Accumulator:
+        """Sum in the given order (deterministic)."""
+        jtj, jtr = parts[0].jtj.copy(), parts[0].jtr.copy()
+        chi2, rr, count = parts[0].chi2, parts[0].rr, parts[0].count
+        for a in parts[1:]:
+            jtj += a.jtj
+            jtr += a.jtr
+            chi2 += a.chi2
+            rr += a.rr
+            count += a.count
+        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
+
+
+class Parametrisation(NamedTuple):
+    """All parameters of an analysis, which are fitted (log scale) and the fixed values."""
+
+    names: tuple[str, ...]
+    free: tuple[int, ...]
+    values: tuple[float, ...]  # fixed values (and initial values of the free ones)
+
+    @classmethod
+    def create(
+        cls, names: tuple[str, ...], *, initial: Mapping[str, float], fixed: Mapping[str, float]
+    ) -> Parametrisation:
+        """Check names and values: every value a positive finite number of a known name.
+
+        Examples
+        --------
+        >>> p = Parametrisation.create(("coal", "mig"), initial={"mig": 0.5}, fixed={})
+        >>> p.theta(p.phi0()).tolist()
+        [1.0, 0.5]
+        """
+        for what, mapping in (("initial", initial), ("fixed", fixed)):
+            for name, value in mapping.items():
+                if name not in names:
+                    raise DataError(f"nlsq.{what}.{name}: unknown parameter; expected {names}")
+                if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
+                    raise DataError(f"nlsq.{what}.{name}={value!r}: expected a rate > 0")
+        free = tuple(i for i, n in enumerate(names) if n not in fixed)
+        if not free:
+            raise DataError(f"every parameter of {names} is fixed; nothing to fit")
+        values = tuple(float(fixed.get(n, initial.get(n, 1.0))) for n in names)
+        return cls(tuple(names), free, values)
+
+    def phi0(self) -> np.ndarray:
+        return np.log(np.asarray(self.values)[list(self.free)])
+
+    def theta(self, phi) -> jax.Array:
+        full = jnp.asarray(self.values, dtype=jnp.float64)
+        return full.at[jnp.asarray(self.free)].set(jnp.exp(phi))
+
+    @property
+    def free_names(self) -> tuple[str, ...]:
+        return tuple(self.names[i] for i in self.free)
+
+
+class ObservationModel:
+    """Residual statistics of one observation ``kind`` on a trace (see module docstring).
+
+    Parameters
+    ----------
+    kind
+        ``"absorption_times"`` or ``"sfs"``.
+    trace
+        The model's :class:`phasemake.Trace`.
+    states
+        The graph's ``(V, d)`` states (``sfs``: rewards are the first n-1 columns).
+    initial, fixed
+        Parameter values by name (unnamed free parameters start at 1).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        trace,
+        *,
+        states: np.ndarray | None = None,
+        initial: Mapping[str, float] | None = None,
+        fixed: Mapping[str, float] | None = None,
+    ) -> None:
+        self.kind, self.trace = kind, trace
+        names = tuple(trace.parameters) + ((MUTATION,) if kind == "sfs" else ())
+        if kind == "sfs" and MUTATION in trace.parameters:
+            raise DataError(f"the model has a parameter named {MUTATION!r}; rename it for sfs")
+        self.par = Parametrisation.create(names, initial=initial or {}, fixed=fixed or {})
+        self.n_classes = None
+        if kind == "sfs":
+            if states is None or states.shape[1] < 2:
+                raise DataError("sfs needs a block-counting model (state[i-1] = i-ton lineages)")
+            self.n_classes = int(states.shape[1] - 1)
+            self._rewards = jnp.asarray(states[:, : self.n_classes], dtype=jnp.float64)
+        self._jitted: dict[Any, Any] = {}
+
+    @property
+    def scale_known(self) -> bool:
+        """Whether s² = 1 (likelihood) or estimated as χ²/(N - p) (least squares)."""
+        return self.kind == "absorption_times"
+
+    # -- budgets --------------------------------------------------------------------------
+    def budget(self, phi: np.ndarray, t_max: float | None) -> int:
+        """Uniformisation steps for times up to ``t_max`` at ``phi`` (a power of two times
+        the interval size, so that few budgets get compiled)."""
+        if self.kind != "absorption_times":
+            return 0
+        theta = np.asarray(self.par.theta(jnp.asarray(phi)))
+        need = self.trace.n_terms(theta, [float(t_max)]) // BLOCK
+        return BLOCK * (1 << max(0, int(np.ceil(np.log2(max(need, 1))))))
+
+    # -- statistics ------------------------------------------------------------------------
+    def accumulate(self, phi: np.ndarray, block: Observations, *, budget: int) -> Accumulator:
+        """Statistics of ``block`` at ``phi``, padded to a multiple of 1024 rows with
+        zero-weight rows so that few shapes get compiled."""
+        cols = _pad(block, 1024)
+        fn = self._function(budget)
+        jtj, jtr, chi2, rr, count = (np.asarray(x) for x in fn(jnp.asarray(phi), cols))
+        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
+
+    def _function(self, budget: int):
+        if budget not in self._jitted:
+            body = self._absorption if self.kind == "absorption_times" else self._sfs
+            self._jitted[budget] = jax.jit(lambda phi, cols: body(phi, cols, budget))
+        return self._jitted[budget]
+
+    def _absorption(self, phi, cols, budget):
+        t, cens, w = cols["time"], cols["censored"], cols["weight"]
+
+        def loglik(p):
+            theta = self.par.theta(p)
+            pdf = self.trace.pdf(theta, t, n_terms=budget)
+            surv = self.trace.survival(theta, t, n_terms=budget)
+            value = jnp.where(cens > 0, jnp.log(surv), jnp.log(pdf))
+            value = jnp.where(w > 0, value, 0.0)  # padding rows
+            return value, value
+
+        g, ll = jax.jacfwd(loglik, has_aux=True)(phi)
+        wg = w[:, None] * g
+        return g.T @ wg, -wg.sum(axis=0), -2.0 * (w @ ll), w.sum(), (w > 0).sum()
+
+    def _sfs(self, phi, cols, budget):
+        sites, y, mask = cols["sites"], cols["counts"], cols["mask"]
+        p_model = len(self.trace.parameters)
+
+        def expected(p):  # per-site expected SFS
+            theta = self.par.theta(p)
+            return self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
+
+        def residuals(e):
+            mu = sites[:, None] * e[None, :]
+            d = 2.0 * (xlogy(y, y) - xlogy(y, mu) - (y - mu))  # (no 0 * inf at y = 0)
+            small = d < 1e-20  # y ≈ μ: the deviance residual is (y - μ)/√μ to first order
+            r = jnp.where(
+                small, (y - mu) / jnp.sqrt(mu), jnp.sign(y - mu) * jnp.sqrt(jnp.where(small, 1, d))
+            )
+            r = (r * mask[:, None]).ravel()
+            return r, r
+
+        # the expectation has a hand-written reverse mode: chain rule through the k classes
+        e = expected(phi)
+        de = jax.jacrev(expected)(phi)  # (k, p)
+        dr, r = jax.jacfwd(residuals, has_aux=True)(e)  # (W k, k)
+        jac = dr @ de
+        chi2 = r @ r
+        return jac.T @ jac, jac.T @ r, chi2, chi2, mask.sum() * y.shape[1]
+
+
+def _pad(block: Observations, multiple: int) -> dict[str, jax.Array]:
+    n = block.n_rows
+    size = -(-n // multiple) * multiple
+    cols = dict(block.columns)
+    if block.kind == "sfs":
+        cols["mask"] = np.ones(n)
+    key = "weight" if block.kind == "absorption_times" else "mask"
+    out = {}
+    for name, arr in cols.items():
+        fill = np.repeat(arr[:1], size - n, axis=0)
+        if name == key:
+            fill = np.zeros_like(fill)
+        out[name] = jnp.asarray(np.concatenate([arr, fill]))
+    return out

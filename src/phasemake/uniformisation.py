@@ -1,0 +1,212 @@
+"""Distribution of the absorption time by adaptive, level-truncated uniformisation.
+
+The forward distribution ``π(t) = α exp(S t)`` is advanced in *intervals* of ``K`` (=
+:data:`BLOCK`) uniformisation steps. Interval ``j`` starts at ``t_j`` with
+
+1. **truncation** — the levels of the trace are a DAG: probability only flows towards
+   absorption (down). The highest levels holding a total mass ≤ :data:`DROP_TOL` are emptied
+   and never refilled. That mass is an upper bound on the change it makes to the survival
+   function, and times the largest exit rate to absorption on the density;
+2. **rate** — ``λ_j`` is the largest exit rate among the vertices of the levels kept (it falls
+   as the process leaves the fast, crowded top levels: for the coalescent it goes from
+   ``n(n-1)/2`` to 1);
+3. **span** — ``π(t_j + τ) = Σ_n Pois(n; λ_j τ) π(t_j) P_j^n`` with ``P_j = I + S/λ_j``, and
+   the interval covers ``τ ≤ μ_K/λ_j`` where ``μ_K`` is the largest Poisson mean whose tail
+   beyond ``K`` terms is below :data:`TAIL`. Every output time falls in one interval, whose
+   ``K`` coefficients ``π(t_j) P_j^n s`` give its value exactly up to that tail.
+
+The work is ``K`` sparse products per interval, about ``∫ λ(t) dt`` in total instead of
+``λ_max t_max`` for a single series: ten times fewer for the coalescent at n = 30.
+
+Without a fixed budget the intervals run until ``t_max`` is covered (eager evaluation);
+inside ``jit``, ``grad`` or ``vmap`` the number of steps ``n_terms`` must be fixed
+beforehand, and times beyond what those steps cover come back NaN, never silently wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "BLOCK",
+    "DROP_TOL",
+    "SPAN",
+    "TAIL",
+    "SeriesData",
+    "interval_limit",
+    "series",
+    "series_data",
+]
+
+#: Uniformisation steps per interval.
+BLOCK = 128
+#: Poisson tail mass left out of each interval's series.
+TAIL = 1e-15
+#: Largest probability mass emptied from the top levels at an interval start.
+DROP_TOL = 1e-14
+
+
+def _poisson_tail(mu: float, k: int) -> float:
+    """``P(N ≥ k)`` for ``N ~ Poisson(mu)``, summed in log space (``k > mu``)."""
+    total, n = 0.0, k
+    while True:
+        term = math.exp(-mu + n * math.log(mu) - math.lgamma(n + 1.0))
+        total += term
+        if term < total * 1e-17:
+            return total
+        n += 1
+
+
+def _span(k: int, tail: float) -> float:
+    """Largest ``mu`` with ``P(Poisson(mu) ≥ k) ≤ tail`` (bisection)."""
+    lo, hi = 1e-9, float(k)
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _poisson_tail(mid, k) <= tail else (lo, mid)
+    return lo
+
+
+#: Poisson mean one interval covers: ``λ_j · (t_{j+1} - t_j)``.
+SPAN = _span(BLOCK, TAIL)
+
+
+class SeriesData(NamedTuple):
+    """Device arrays for the forward series (trace vertex order)."""
+
+    src: jax.Array  # edges sorted by target
+    tgt: jax.Array
+    coef: jax.Array  # (E, p)
+    out_coef: jax.Array  # (V, p) total exit coefficients
+    exit_coef: jax.Array  # (V, p) exit coefficients into absorbing vertices
+    transient: jax.Array  # (V,) 1.0 off absorption
+    alpha: jax.Array
+    level: jax.Array  # (V,) topological level, non-decreasing
+
+
+def series_data(arrays: dict[str, np.ndarray], alpha: np.ndarray) -> SeriesData:
+    """Arrays of :class:`SeriesData` from a trace's arrays and its initial distribution."""
+    src, tgt = arrays["edge_src"], arrays["edge_tgt"]
+    coef = np.asarray(arrays["edge_coef"], dtype=np.float64)
+    n = int(arrays["order"].size)
+    vptr = np.asarray(arrays["level_vptr"])
+    level = np.repeat(np.arange(vptr.size - 1, dtype=np.int32), np.diff(vptr))
+    out_coef = np.zeros((n, coef.shape[1]))
+    np.add.at(out_coef, src, coef)
+    exit_coef = np.zeros_like(out_coef)
+    into = level[tgt] == 0
+    np.add.at(exit_coef, src[into], coef[into])
+    perm = np.argsort(tgt, kind="stable")
+    return SeriesData(
+        src=jnp.asarray(src[perm].astype(np.int32)),
+        tgt=jnp.asarray(tgt[perm].astype(np.int32)),
+        coef=jnp.asarray(coef[perm]),
+        out_coef=jnp.asarray(out_coef),
+        exit_coef=jnp.asarray(exit_coef),
+        transient=jnp.asarray((level > 0).astype(np.float64)),
+        alpha=jnp.asarray(alpha),
+        level=jnp.asarray(level),
+    )
+
+
+class _Interval(NamedTuple):
+    pi: jax.Array  # distribution at the interval start
+    start: jax.Array  # its time t_j
+
+
+def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _Interval):
+    """Truncate, pick λ_j, run ``BLOCK`` steps: (next state, (t_j, λ_j, coefficients))."""
+    mass = jax.ops.segment_sum(state.pi, data.level, n_levels, indices_are_sorted=True)
+    above = jnp.cumsum(mass[::-1])[::-1] - mass  # mass strictly above each level
+    top = jnp.argmax(above <= DROP_TOL)  # lowest level with a negligible mass above it
+    keep = data.level <= top
+    pi = jnp.where(keep, state.pi, 0.0)
+    lam = jnp.maximum(cap[top], 1e-300)
+    n = pi.shape[0]
+    weights = jnp.exp(
+        -SPAN
+        + jnp.arange(BLOCK) * math.log(SPAN)
+        - jax.scipy.special.gammaln(jnp.arange(BLOCK) + 1.0)
+    )
+
+    def step(carry, w):
+        p, acc = carry
+        flow = jax.ops.segment_sum(rate * p[data.src], data.tgt, n, indices_are_sorted=True)
+        return (p + (flow - out * p) / lam, acc + w * p), p @ reward
+
+    (_, end), coeffs = jax.lax.scan(step, (pi, jnp.zeros_like(pi)), weights)
+    return _Interval(end, state.start + SPAN / lam), (state.start, lam, coeffs)
+
+
+def _assemble(starts, lams, coeffs, end, t) -> jax.Array:
+    """Each time's value from its interval's coefficients; NaN outside ``[0, end]``."""
+    j = jnp.clip(jnp.searchsorted(starts, t, side="right") - 1, 0, starts.shape[0] - 1)
+    x = lams[j] * jnp.maximum(t - starts[j], 0.0)
+    picked = coeffs[j]  # (T, K)
+
+    def term(carry, n):
+        w, total = carry
+        total = total + w * picked[:, n]
+        return (w * x / (n + 1.0), total), None
+
+    (_, total), _ = jax.lax.scan(term, (jnp.exp(-x), jnp.zeros_like(x)), jnp.arange(BLOCK))
+    return jnp.where((t >= 0) & (t <= end), total, jnp.nan)
+
+
+def _setup(data: SeriesData, theta, kind: str, n_levels: int):
+    rate, out = data.coef @ theta, data.out_coef @ theta
+    level_rate = jax.ops.segment_max(out, data.level, n_levels, indices_are_sorted=True)
+    cap = jax.lax.cummax(jnp.maximum(level_rate, 0.0))  # largest rate at or below a level
+    reward = data.exit_coef @ theta if kind == "pdf" else data.transient
+    return rate, out, cap, reward
+
+
+def series(
+    data: SeriesData,
+    theta,
+    t,
+    *,
+    kind: str,
+    n_levels: int,
+    n_intervals: int | None = None,
+    limit: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """Density (``kind="pdf"``) or survival (``kind="survival"``) at times ``t``, and the
+    number of intervals used.
+
+    With ``n_intervals`` the work is fixed (traceable, reverse-differentiable); without it
+    the intervals run until ``max(t)`` is covered, at most ``limit`` of them (see
+    :func:`interval_limit`; a forward-only ``while`` loop).
+    """
+    rate, out, cap, reward = _setup(data, theta, kind, n_levels)
+    advance = lambda s: _interval(data, rate, out, cap, reward, n_levels, s)  # noqa: E731
+    first = _Interval(data.alpha, jnp.zeros((), dtype=theta.dtype))
+    if n_intervals is not None:
+        last, (starts, lams, coeffs) = jax.lax.scan(
+            lambda s, _: advance(s), first, None, length=n_intervals
+        )
+        return _assemble(starts, lams, coeffs, last.start, t), jnp.asarray(n_intervals)
+    buffers = (jnp.full(limit, jnp.inf), jnp.ones(limit), jnp.zeros((limit, BLOCK)))
+
+    def body(carry):
+        j, state, (starts, lams, coeffs) = carry
+        state, (s0, lam, c) = advance(state)
+        return j + 1, state, (starts.at[j].set(s0), lams.at[j].set(lam), coeffs.at[j].set(c))
+
+    def cond(carry):
+        j, state, _ = carry
+        return (j < limit) & (state.start <= jnp.max(t))
+
+    used, last, (starts, lams, coeffs) = jax.lax.while_loop(cond, body, (0, first, buffers))
+    return _assemble(starts, lams, coeffs, last.start, t), used
+
+
+def interval_limit(max_rate: float, t_max: float) -> int:
+    """A bound on the intervals needed to reach ``t_max`` (as if nothing were ever
+    truncated), rounded up to a power of two so that few sizes get compiled."""
+    bound = max_rate * max(t_max, 0.0) / SPAN + 2
+    return 1 << max(3, math.ceil(math.log2(bound)))
