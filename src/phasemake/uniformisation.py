@@ -142,19 +142,46 @@ def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _I
     return _Interval(end, state.start + SPAN / lam), (state.start, lam, coeffs)
 
 
+def _horner(coeffs, j, x) -> jax.Array:
+    """``Σ_n coeffs[j, n] x^n / n!`` by Horner's rule (non-negative terms in our use)."""
+
+    def body(i, total):
+        n = BLOCK - 1 - i
+        return jnp.take(coeffs[:, n - 1], j) + total * (x / n)
+
+    return jax.lax.fori_loop(0, BLOCK - 1, body, jnp.take(coeffs[:, BLOCK - 1], j))
+
+
+@jax.custom_jvp
+def _mixture(coeffs, j, x) -> jax.Array:
+    """``e^{-x} Σ_n coeffs[j, n] x^n / n!``: the Poisson mixture of interval ``j``'s
+    coefficients at ``x = λ_j (t - t_j)``, one exponential per time (the tangent rule
+    keeps derivatives, forward and reverse, as cheap as the value)."""
+    return _horner(coeffs, j, x) * jnp.exp(-x)
+
+
+@_mixture.defjvp
+def _mixture_jvp(primals, tangents):
+    coeffs, j, x = primals
+    d_coeffs, _, dx = tangents
+    # d/dx of a Poisson mixture is the mixture of the forward differences
+    diff = jnp.concatenate([coeffs[:, 1:], jnp.zeros_like(coeffs[:, :1])], axis=1) - coeffs
+    slope = _horner(diff, j, x) * jnp.exp(-x)
+    n = jnp.arange(BLOCK, dtype=x.dtype)
+    weights = jnp.exp(
+        jax.scipy.special.xlogy(n[None, :], x[:, None])
+        - x[:, None]
+        - jax.scipy.special.gammaln(n + 1.0)[None, :]
+    )
+    tangent = slope * dx + jnp.sum(jnp.take(d_coeffs, j, axis=0) * weights, axis=1)
+    return _mixture(coeffs, j, x), tangent
+
+
 def _assemble(starts, lams, coeffs, end, t) -> jax.Array:
     """Each time's value from its interval's coefficients; NaN outside ``[0, end]``."""
     j = jnp.clip(jnp.searchsorted(starts, t, side="right") - 1, 0, starts.shape[0] - 1)
     x = lams[j] * jnp.maximum(t - starts[j], 0.0)
-    picked = coeffs[j]  # (T, K)
-
-    def term(carry, n):
-        w, total = carry
-        total = total + w * picked[:, n]
-        return (w * x / (n + 1.0), total), None
-
-    (_, total), _ = jax.lax.scan(term, (jnp.exp(-x), jnp.zeros_like(x)), jnp.arange(BLOCK))
-    return jnp.where((t >= 0) & (t <= end), total, jnp.nan)
+    return jnp.where((t >= 0) & (t <= end), _mixture(coeffs, j, x), jnp.nan)
 
 
 def _setup(data: SeriesData, theta, kind: str, n_levels: int):
