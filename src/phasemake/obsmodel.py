@@ -165,14 +165,42 @@ class ObservationModel:
         need = self.trace.n_terms(theta, [float(t_max)]) // BLOCK
         return BLOCK * (1 << max(0, int(np.ceil(np.log2(max(need, 1))))))
 
+    def region_budget(self, phi: np.ndarray, half_width: np.ndarray, t_max: float | None) -> int:
+        """The largest :meth:`budget` over the corners of the box ``phi ± half_width``
+        (steps grow with some rates and shrink with others), for samplers that roam."""
+        if self.kind != "absorption_times":
+            return 0
+        phi, half_width = np.asarray(phi, dtype=float), np.asarray(half_width, dtype=float)
+        signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * phi.size)).reshape(phi.size, -1).T
+        return max(self.budget(phi + s * half_width, t_max) for s in signs)
+
     # -- statistics ------------------------------------------------------------------------
     def accumulate(self, phi: np.ndarray, block: Observations, *, budget: int) -> Accumulator:
         """Statistics of ``block`` at ``phi``, padded to a multiple of 1024 rows with
         zero-weight rows so that few shapes get compiled."""
-        cols = _pad(block, 1024)
+        cols = self.padded(block)
         fn = self._function(budget)
         jtj, jtr, chi2, rr, count = (np.asarray(x) for x in fn(jnp.asarray(phi), cols))
         return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
+
+    def log_likelihood(self, phi, cols: Mapping[str, jax.Array], budget: int) -> jax.Array:
+        """Total log-likelihood of (padded) columns at ``phi``, traceable (for NUTS).
+
+        ``absorption_times``: ``Σ w_i log f(t_i)`` (``log S(t_i)`` if censored);
+        ``sfs``: ``Σ y log μ - μ - log y!`` over cells. Padding rows count zero.
+        """
+        if self.kind == "absorption_times":
+            return cols["weight"] @ self._row_loglik(phi, cols, budget)
+        theta = self.par.theta(phi)
+        p_model = len(self.trace.parameters)
+        e = self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
+        y, mu = cols["counts"], cols["sites"][:, None] * e[None, :]
+        cell = xlogy(y, mu) - mu - jax.scipy.special.gammaln(y + 1.0)
+        return jnp.sum(cols["mask"][:, None] * cell)
+
+    def padded(self, block: Observations) -> dict[str, jax.Array]:
+        """Columns padded to a multiple of 1024 rows that count zero (few compiled shapes)."""
+        return _pad(block, 1024)
 
     def _function(self, budget: int):
         if budget not in self._jitted:
@@ -180,15 +208,19 @@ class ObservationModel:
             self._jitted[budget] = jax.jit(lambda phi, cols: body(phi, cols, budget))
         return self._jitted[budget]
 
+    def _row_loglik(self, phi, cols, budget):
+        """Unweighted ``log f(t_i)`` (``log S(t_i)`` if censored); 0 on padding rows."""
+        theta, t = self.par.theta(phi), cols["time"]
+        pdf = self.trace.pdf(theta, t, n_terms=budget)
+        surv = self.trace.survival(theta, t, n_terms=budget)
+        value = jnp.where(cols["censored"] > 0, jnp.log(surv), jnp.log(pdf))
+        return jnp.where(cols["weight"] > 0, value, 0.0)
+
     def _absorption(self, phi, cols, budget):
-        t, cens, w = cols["time"], cols["censored"], cols["weight"]
+        w = cols["weight"]
 
         def loglik(p):
-            theta = self.par.theta(p)
-            pdf = self.trace.pdf(theta, t, n_terms=budget)
-            surv = self.trace.survival(theta, t, n_terms=budget)
-            value = jnp.where(cens > 0, jnp.log(surv), jnp.log(pdf))
-            value = jnp.where(w > 0, value, 0.0)  # padding rows
+            value = self._row_loglik(p, cols, budget)
             return value, value
 
         g, ll = jax.jacfwd(loglik, has_aux=True)(phi)

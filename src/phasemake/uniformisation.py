@@ -125,7 +125,10 @@ def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _I
     top = jnp.argmax(above <= DROP_TOL)  # lowest level with a negligible mass above it
     keep = data.level <= top
     pi = jnp.where(keep, state.pi, 0.0)
-    lam = jnp.maximum(cap[top], 1e-300)
+    # nothing left but absorbed mass: any rate keeps π = 0; the interval then covers all
+    # later times (a dead branch kept out of the derivative, which would be 0 · ∞)
+    alive = cap[top] > 0
+    lam = jnp.where(alive, cap[top], 1.0)
     n = pi.shape[0]
     weights = jnp.exp(
         -SPAN
@@ -139,7 +142,8 @@ def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _I
         return (p + (flow - out * p) / lam, acc + w * p), p @ reward
 
     (_, end), coeffs = jax.lax.scan(step, (pi, jnp.zeros_like(pi)), weights)
-    return _Interval(end, state.start + SPAN / lam), (state.start, lam, coeffs)
+    start = jnp.where(alive, state.start + SPAN / lam, jnp.inf)
+    return _Interval(end, start), (state.start, lam, coeffs)
 
 
 def _horner(coeffs, j, x) -> jax.Array:
