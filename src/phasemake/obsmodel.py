@@ -191,10 +191,7 @@ class ObservationModel:
         """
         if self.kind == "absorption_times":
             return cols["weight"] @ self._row_loglik(phi, cols, budget)
-        theta = self.par.theta(phi)
-        p_model = len(self.trace.parameters)
-        e = self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
-        y, mu = cols["counts"], cols["sites"][:, None] * e[None, :]
+        y, mu = cols["counts"], cols["sites"][:, None] * self._expected_sfs(phi)[None, :]
         cell = xlogy(y, mu) - mu - jax.scipy.special.gammaln(y + 1.0)
         return jnp.sum(cols["mask"][:, None] * cell)
 
@@ -227,13 +224,15 @@ class ObservationModel:
         wg = w[:, None] * g
         return g.T @ wg, -wg.sum(axis=0), -2.0 * (w @ ll), w.sum(), (w > 0).sum()
 
+    def _expected_sfs(self, phi):
+        """Per-site expected SFS: ``mutation · E[ξ_i](θ)``."""
+        theta = self.par.theta(phi)
+        p_model = len(self.trace.parameters)
+        return self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
+
     def _sfs(self, phi, cols, budget):
         sites, y, mask = cols["sites"], cols["counts"], cols["mask"]
-        p_model = len(self.trace.parameters)
-
-        def expected(p):  # per-site expected SFS
-            theta = self.par.theta(p)
-            return self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
+        expected = self._expected_sfs
 
         def residuals(e):
             mu = sites[:, None] * e[None, :]

@@ -113,6 +113,13 @@ def series_data(arrays: dict[str, np.ndarray], alpha: np.ndarray) -> SeriesData:
     )
 
 
+def _poisson_weights(x) -> jax.Array:
+    """``Pois(n; x_i)`` for ``n < BLOCK``: shape ``(len(x), BLOCK)``."""
+    n = jnp.arange(BLOCK, dtype=jnp.float64)
+    log_w = jax.scipy.special.xlogy(n[None, :], x[:, None]) - x[:, None]
+    return jnp.exp(log_w - jax.scipy.special.gammaln(n + 1.0)[None, :])
+
+
 class _Interval(NamedTuple):
     pi: jax.Array  # distribution at the interval start
     start: jax.Array  # its time t_j
@@ -130,11 +137,7 @@ def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _I
     alive = cap[top] > 0
     lam = jnp.where(alive, cap[top], 1.0)
     n = pi.shape[0]
-    weights = jnp.exp(
-        -SPAN
-        + jnp.arange(BLOCK) * math.log(SPAN)
-        - jax.scipy.special.gammaln(jnp.arange(BLOCK) + 1.0)
-    )
+    weights = _poisson_weights(jnp.asarray([SPAN]))[0]
 
     def step(carry, w):
         p, acc = carry
@@ -171,12 +174,7 @@ def _mixture_jvp(primals, tangents):
     # d/dx of a Poisson mixture is the mixture of the forward differences
     diff = jnp.concatenate([coeffs[:, 1:], jnp.zeros_like(coeffs[:, :1])], axis=1) - coeffs
     slope = _horner(diff, j, x) * jnp.exp(-x)
-    n = jnp.arange(BLOCK, dtype=x.dtype)
-    weights = jnp.exp(
-        jax.scipy.special.xlogy(n[None, :], x[:, None])
-        - x[:, None]
-        - jax.scipy.special.gammaln(n + 1.0)[None, :]
-    )
+    weights = _poisson_weights(x)
     tangent = slope * dx + jnp.sum(jnp.take(d_coeffs, j, axis=0) * weights, axis=1)
     return _mixture(coeffs, j, x), tangent
 
