@@ -8,6 +8,7 @@ include: "rules/common.smk"
 include: "rules/graphs.smk"
 include: "rules/traces.smk"
 include: "rules/nlsq.smk"
+include: "rules/cmc.smk"
 
 
 rule all:
@@ -17,3 +18,4 @@ rule all:
         trace_files(),
         unit_files(),
         fit_files(),
+        posterior_files(),

@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 
 from phasemake import read_plan
 from phasemake.nlsqstate import read_state
+from phasemake.shardplan import read_shard_plan
 from phasemake.workflow import (
     check_analyses,
     discard_invalid_artefacts,
@@ -39,6 +40,8 @@ wildcard_constraints:
     analysis="[A-Za-z][A-Za-z0-9_]*",
     step="[0-9]+",
     chunk="[0-9]+",
+    parts="[1-9][0-9]*",
+    shard="[0-9]+",
 
 
 def graph_files():
@@ -214,3 +217,104 @@ def final_nlsq_state(wildcards):
 def fit_inputs(wildcards):
     """The final state and the model files."""
     return {"state": final_nlsq_state(wildcards), **_model_files(wildcards)}
+
+
+# -- posteriors (consensus Monte Carlo) ---------------------------------------------------------
+#: The cmc keys that change a shard's draws (the rest only change the plan or the combination).
+SAMPLING_KEYS = (
+    "seed",
+    "chains",
+    "warmup",
+    "samples",
+    "target_accept",
+    "dense_mass",
+    "max_tree_depth",
+    "max_divergence_rate",
+    "max_rhat",
+    "prior",
+)
+#: Retries of the sample_shard rule: the largest any analysis asks for (an analysis that
+#: asks for fewer stops at its own number, see phasemake.cmc.sample_shard).
+SHARD_RETRIES = max([a["cmc"]["retries"] for a in ANALYSES.values()], default=0)
+
+
+def posterior_files():
+    """Every analysis's consensus summary (those with cmc.enabled)."""
+    return [
+        f"results/{name}/cmc/consensus.json"
+        for name, a in ANALYSES.items()
+        if a["cmc"]["enabled"]
+    ]
+
+
+def analysis_model(wildcards):
+    """What the observation model needs: the kind and the NLSQ initial and fixed values."""
+    a = ANALYSES[wildcards.analysis]
+    return {
+        "observations": a["observations"],
+        "nlsq": {k: a["nlsq"][k] for k in ("initial", "fixed")},
+    }
+
+
+#: The cmc keys that choose S (the rest do not change the plan).
+PLAN_KEYS = (
+    "shards",
+    "chains",
+    "warmup",
+    "samples",
+    "target_work",
+    "min_points",
+    "min_points_per_parameter",
+)
+
+
+def plan_settings(wildcards):
+    """The cmc settings the number of shards depends on."""
+    return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in PLAN_KEYS}
+
+
+def combine_settings(wildcards):
+    """The cmc settings of the combination (rule, and the seed of the Gaussian draws)."""
+    return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in ("rule", "seed")}
+
+
+def shard_settings(wildcards):
+    """The cmc settings a shard's draws depend on (a change re-runs the shards)."""
+    return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in SAMPLING_KEYS}
+
+
+def shard_threads(wildcards):
+    """One thread per chain (Snakemake lowers it to --cores; the draws do not change)."""
+    return ANALYSES[wildcards.analysis]["cmc"]["chains"]
+
+
+def shard_attempt(wildcards, attempt):
+    """Snakemake's attempt number, for the script (a resource: no effect on reruns)."""
+    return attempt
+
+
+def shard_attempts(wildcards, attempt):
+    """Attempts this analysis allows: 1 + cmc.retries."""
+    return ANALYSES[wildcards.analysis]["cmc"]["retries"] + 1
+
+
+def analysis_truth(wildcards):
+    """The simulated θ (by name), or {} for data from a file."""
+    return ANALYSES[wildcards.analysis]["data"].get("simulate", {}).get("theta", {})
+
+
+def posterior_inputs(wildcards):
+    """Observations, the NLSQ fit (warm start) and the model files."""
+    return {
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        "fit": f"results/{wildcards.analysis}/nlsq/fit.json",
+        **_model_files(wildcards),
+    }
+
+
+def consensus_inputs(wildcards):
+    """The plan (after its checkpoint) and its S shard files, in shard order."""
+    plan = checkpoints.plan_shards.get(analysis=wildcards.analysis).output.plan
+    count = read_shard_plan(plan)["shards"]
+    prefix = f"results/{wildcards.analysis}/cmc/S{count}"
+    return {"plan": plan, "shards": [f"{prefix}/shard{s}.h5" for s in range(count)]}

@@ -4,8 +4,7 @@ import time
 
 start = time.perf_counter()
 
-from phasemake import load_trace, read_graph  # noqa: E402
-from phasemake.analysis import accumulate_chunk, enable_compilation_cache, model_for  # noqa: E402
+from phasemake.analysis import accumulate_chunk, enable_compilation_cache, model_from_files  # noqa: E402
 from phasemake.joblog import job_log  # noqa: E402
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
@@ -13,10 +12,8 @@ snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with job_log(snakemake.log[0], "accumulate_chunk") as log:
     enable_compilation_cache(snakemake.params.compilation_cache)
     imported = time.perf_counter()
-    model = model_for(
-        snakemake.params.analysis,
-        load_trace(snakemake.input.trace),
-        read_graph(snakemake.input.graph).states,
+    model = model_from_files(
+        snakemake.params.analysis, trace=snakemake.input.trace, graph=snakemake.input.graph
     )
     acc = accumulate_chunk(
         model,

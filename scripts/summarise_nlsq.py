@@ -1,16 +1,13 @@
 """The NLSQ result of an analysis: estimates, standard errors, covariance, convergence."""
 
-from phasemake import load_trace, read_graph
-from phasemake.analysis import model_for, write_fit
+from phasemake.analysis import model_from_files, write_fit
 from phasemake.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "summarise_nlsq") as log:
-    model = model_for(
-        snakemake.params.analysis,
-        load_trace(snakemake.input.trace),
-        read_graph(snakemake.input.graph).states,
+    model = model_from_files(
+        snakemake.params.analysis, trace=snakemake.input.trace, graph=snakemake.input.graph
     )
     fit = write_fit(
         model, snakemake.input.state, snakemake.output.fit, analysis=snakemake.wildcards.analysis

@@ -31,6 +31,7 @@ __all__ = [
     "accumulate_chunk",
     "enable_compilation_cache",
     "model_for",
+    "model_from_files",
     "prepare_observations",
     "read_state",
     "step_nlsq",
@@ -62,6 +63,22 @@ def model_for(analysis: dict[str, Any], trace, states: np.ndarray) -> Observatio
         initial=nlsq.get("initial", {}),
         fixed=nlsq.get("fixed", {}),
     )
+
+
+def model_from_files(
+    analysis: dict[str, Any], *, trace: str | os.PathLike[str], graph: str | os.PathLike[str]
+) -> ObservationModel:
+    """:func:`model_for` with the trace and the graph read (and verified) from their files.
+
+    Examples
+    --------
+    >>> model = model_from_files(analysis, trace="cache/traces/<spec>.h5",
+    ...                          graph="cache/graphs/<spec>.h5")  # doctest: +SKIP
+    """
+    from .graphfile import read_graph
+    from .tracefile import load_trace
+
+    return model_for(analysis, load_trace(trace), read_graph(graph).states)
 
 
 def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:

@@ -411,7 +411,15 @@ class Trace:
 
     def _adaptive(self, theta: np.ndarray, t: np.ndarray, kind: str):
         rate = float(np.max(self._out_coef @ theta, initial=0.0))
-        limit = uniformisation.interval_limit(rate, float(t.max(initial=0.0)))
+        t_max = float(t.max(initial=0.0))
+        if not np.isfinite(rate) or rate * t_max > uniformisation.MAX_RATE_TIME:
+            raise ValueError(
+                f"theta={theta.tolist()} with times up to {t_max:g}: the largest exit rate "
+                f"{rate:.3g} times t_max is beyond {uniformisation.MAX_RATE_TIME:g} "
+                "uniformisation steps; expected finite rates on the data's time scale "
+                "(rescale the times, or bound the parameters)"
+            )
+        limit = uniformisation.interval_limit(rate, t_max)
         return self._series(
             self._series_data,
             jnp.asarray(theta),
@@ -449,6 +457,14 @@ class Trace:
     def survival(self, theta: Any, t: Any, *, n_terms: int | None = None) -> jax.Array:
         """``P(T > t)`` at times ``t``."""
         return self._distribution(theta, t, n_terms, "survival")
+
+    def pdf_and_survival(
+        self, theta: Any, t: Any, *, n_terms: int | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Density and ``P(T > t)`` at times ``t`` from one uniformisation pass (about half
+        the work of :meth:`pdf` and :meth:`survival` called separately)."""
+        pdf, surv = self._distribution(theta, t, n_terms, "both")
+        return pdf, surv
 
     def cdf(self, theta: Any, t: Any, *, n_terms: int | None = None) -> jax.Array:
         """``P(T ≤ t)`` at times ``t``."""

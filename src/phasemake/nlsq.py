@@ -10,7 +10,9 @@ of all rows at one point ``φ_k``, as chunk accumulators summed in a fixed order
    — (the damping ``λ`` is divided by ``damping_factor``), or rejects it (``λ``
    multiplied), and
 2. from the best point's statistics proposes ``φ_{k+1} = φ* + δ`` with
-   ``(JᵀJ + λ diag(JᵀJ)) δ = -Jᵀr`` (Marquardt's scaling).
+   ``(JᵀJ + λ diag(JᵀJ)) δ = -Jᵀr`` (Marquardt's scaling), shortened so that no
+   parameter moves by more than ``max_step`` on the log scale (a factor e² by default:
+   a nearly unidentified direction would otherwise send the rates to absurd values).
 
 It stops — one definition of each tolerance, all used — when
 
@@ -54,6 +56,7 @@ class LMSettings:
     gtol: float = 1e-10
     damping: float = 1e-3
     damping_factor: float = 10.0
+    max_step: float = 2.0
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LMSettings:
@@ -150,6 +153,8 @@ def lm_update(
     if reason is None:
         lhs = best_acc.jtj + damping * np.diag(np.diag(best_acc.jtj))
         step = np.linalg.lstsq(lhs, -best_acc.jtr, rcond=None)[0]
+        # a nearly flat direction gives a huge Gauss–Newton step: cap each rate's change
+        step *= min(1.0, settings.max_step / max(float(np.max(np.abs(step))), 1e-300))
         size = float(np.linalg.norm(step))
         if size <= settings.xtol * (float(np.linalg.norm(best_phi)) + settings.xtol):
             reason = f"xtol: step {size:.3g} <= xtol (|φ| + xtol)"

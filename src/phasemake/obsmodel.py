@@ -208,8 +208,7 @@ class ObservationModel:
     def _row_loglik(self, phi, cols, budget):
         """Unweighted ``log f(t_i)`` (``log S(t_i)`` if censored); 0 on padding rows."""
         theta, t = self.par.theta(phi), cols["time"]
-        pdf = self.trace.pdf(theta, t, n_terms=budget)
-        surv = self.trace.survival(theta, t, n_terms=budget)
+        pdf, surv = self.trace.pdf_and_survival(theta, t, n_terms=budget)
         value = jnp.where(cols["censored"] > 0, jnp.log(surv), jnp.log(pdf))
         return jnp.where(cols["weight"] > 0, value, 0.0)
 

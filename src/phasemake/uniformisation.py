@@ -35,6 +35,8 @@ import numpy as np
 __all__ = [
     "BLOCK",
     "DROP_TOL",
+    "KINDS",
+    "MAX_RATE_TIME",
     "SPAN",
     "TAIL",
     "SeriesData",
@@ -43,12 +45,16 @@ __all__ = [
     "series_data",
 ]
 
+#: What :func:`series` computes: one pass gives the density and the survival together.
+KINDS = {"pdf": ("pdf",), "survival": ("survival",), "both": ("pdf", "survival")}
 #: Uniformisation steps per interval.
 BLOCK = 128
 #: Poisson tail mass left out of each interval's series.
 TAIL = 1e-15
 #: Largest probability mass emptied from the top levels at an interval start.
 DROP_TOL = 1e-14
+#: Largest ``λ_max · t_max`` evaluated without a budget (≈ that many sparse products).
+MAX_RATE_TIME = 2.0**24
 
 
 def _poisson_tail(mu: float, k: int) -> float:
@@ -180,17 +186,25 @@ def _mixture_jvp(primals, tangents):
 
 
 def _assemble(starts, lams, coeffs, end, t) -> jax.Array:
-    """Each time's value from its interval's coefficients; NaN outside ``[0, end]``."""
+    """Each time's values ``(k, T)`` from its interval's coefficients ``(J, BLOCK, k)``;
+    NaN outside ``[0, end]``."""
     j = jnp.clip(jnp.searchsorted(starts, t, side="right") - 1, 0, starts.shape[0] - 1)
     x = lams[j] * jnp.maximum(t - starts[j], 0.0)
-    return jnp.where((t >= 0) & (t <= end), _mixture(coeffs, j, x), jnp.nan)
+    inside = (t >= 0) & (t <= end)
+    return jnp.stack(
+        [
+            jnp.where(inside, _mixture(coeffs[:, :, c], j, x), jnp.nan)
+            for c in range(coeffs.shape[2])
+        ]
+    )
 
 
 def _setup(data: SeriesData, theta, kind: str, n_levels: int):
     rate, out = data.coef @ theta, data.out_coef @ theta
     level_rate = jax.ops.segment_max(out, data.level, n_levels, indices_are_sorted=True)
     cap = jax.lax.cummax(jnp.maximum(level_rate, 0.0))  # largest rate at or below a level
-    reward = data.exit_coef @ theta if kind == "pdf" else data.transient
+    columns = {"pdf": data.exit_coef @ theta, "survival": data.transient}
+    reward = jnp.stack([columns[k] for k in KINDS[kind]], axis=1)  # (V, 1 or 2)
     return rate, out, cap, reward
 
 
@@ -204,8 +218,9 @@ def series(
     n_intervals: int | None = None,
     limit: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Density (``kind="pdf"``) or survival (``kind="survival"``) at times ``t``, and the
-    number of intervals used.
+    """Density (``kind="pdf"``), survival (``kind="survival"``) or both stacked (``kind=
+    "both"``, shape ``(2, T)``, from one pass) at times ``t``, and the number of intervals
+    used.
 
     With ``n_intervals`` the work is fixed (traceable, reverse-differentiable); without it
     the intervals run until ``max(t)`` is covered, at most ``limit`` of them (see
@@ -218,8 +233,10 @@ def series(
         last, (starts, lams, coeffs) = jax.lax.scan(
             lambda s, _: advance(s), first, None, length=n_intervals
         )
-        return _assemble(starts, lams, coeffs, last.start, t), jnp.asarray(n_intervals)
-    buffers = (jnp.full(limit, jnp.inf), jnp.ones(limit), jnp.zeros((limit, BLOCK)))
+        values = _assemble(starts, lams, coeffs, last.start, t)
+        return _pick(values, kind), jnp.asarray(n_intervals)
+    k = reward.shape[1]
+    buffers = (jnp.full(limit, jnp.inf), jnp.ones(limit), jnp.zeros((limit, BLOCK, k)))
 
     def body(carry):
         j, state, (starts, lams, coeffs) = carry
@@ -231,7 +248,11 @@ def series(
         return (j < limit) & (state.start <= jnp.max(t))
 
     used, last, (starts, lams, coeffs) = jax.lax.while_loop(cond, body, (0, first, buffers))
-    return _assemble(starts, lams, coeffs, last.start, t), used
+    return _pick(_assemble(starts, lams, coeffs, last.start, t), kind), used
+
+
+def _pick(values, kind: str) -> jax.Array:
+    return values if kind == "both" else values[0]
 
 
 def interval_limit(max_rate: float, t_max: float) -> int:

@@ -126,8 +126,8 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
     ------
     PhasemakeError
         Naming ``analyses.<name>.<key>``: an unknown model, parameter names that are not
-        the model's, simulated parameter values that do not match them, or a data file
-        that does not exist.
+        the model's (or, for a prior, not free), simulated parameter values that do not
+        match them, more shards than simulated rows, or a data file that does not exist.
     """
     for name, a in analyses.items():
         where = f"analyses.{name}"
@@ -147,7 +147,23 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
             for p in values:
                 if p not in names:
                     raise PhasemakeError(f"{where}.{key}.{p}: unknown parameter; expected {names}")
+        cmc = a.get("cmc", {})
+        free = [n for n in names if n not in nlsq.get("fixed", {})]
+        for p in cmc.get("prior", {}):
+            if p not in free:
+                raise PhasemakeError(
+                    f"{where}.cmc.prior.{p}: not a free parameter; expected one of {free}"
+                )
         data = a["data"]
+        size = data.get("simulate", {}).get(
+            "size" if a["observations"] == "absorption_times" else "windows"
+        )
+        shards = cmc.get("shards", "auto")
+        if isinstance(shards, int) and size is not None and shards > size:
+            raise PhasemakeError(
+                f"{where}.cmc.shards = {shards} but the simulation has {size} rows; "
+                f"expected at most {size}"
+            )
         if "file" in data and not os.path.isfile(data["file"]):
             raise PhasemakeError(f"{where}.data.file = {data['file']!r} does not exist")
         sim = data.get("simulate")

@@ -215,6 +215,10 @@ def test_stopping_reasons():
     after = lm_update(state, np.asarray(state["next"]), nan, LMSettings())
     assert not after["accepted"] and after["history"][-1]["chi2"] is None
     json.dumps(after, allow_nan=False)  # the state file stays valid JSON
+    # a nearly flat direction: the Gauss–Newton step (1e8) is shortened to max_step
+    flat_dir = Accumulator(np.diag([1.0, 1e-8]), np.array([-1.0, -1.0]), 2.0, 2.0, 10.0)
+    state = lm_update(None, np.zeros(2), flat_dir, LMSettings(max_step=1.5))
+    assert np.max(np.abs(state["next"])) == pytest.approx(1.5)
 
 
 def test_bad_parameter_settings():

@@ -52,6 +52,15 @@ def test_schema_is_strict_and_documented():
         lambda c: c["models"]["two_deme"].update(callback="no_colon"),
         lambda c: c["models"].update({"9bad": {"callback": "a:b"}}),
         lambda c: c["models"]["two_deme"].update(max_states=0),
+        lambda c: c["analyses"]["two_deme_times"].update(cmc={"shards": 0}),
+        lambda c: c["analyses"]["two_deme_times"].update(cmc={"shards": "many"}),
+        lambda c: c["analyses"]["two_deme_times"].update(cmc={"rule": "average"}),
+        lambda c: c["analyses"]["two_deme_times"].update(
+            cmc={"prior": {"coal": {"normal": {"loc": 0, "scale": 1}}}}
+        ),
+        lambda c: c["analyses"]["two_deme_times"].update(
+            cmc={"prior": {"coal": {"gamma": {"rate": 1.0}}}}  # concentration missing
+        ),
     ],
 )
 def test_schema_rejects_bad_config(mutate):
