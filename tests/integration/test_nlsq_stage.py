@@ -28,6 +28,9 @@ ANALYSIS = {
     },
     "chunks": 2,
     "nlsq": {"initial": {"coal": 1.1, "mig": 0.7}, "ftol": 1e-8},
+    # NLSQ only: 3 + 1 lineages identify mig too weakly for NUTS on these 1,500 times
+    # (its gates fail, as they should; test_cmc_stage covers the posterior stage)
+    "cmc": {"enabled": False},
 }
 CONFIG = {
     "cache": "cache",
