@@ -9,6 +9,7 @@ include: "rules/graphs.smk"
 include: "rules/traces.smk"
 include: "rules/nlsq.smk"
 include: "rules/cmc.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -19,3 +20,4 @@ rule all:
         unit_files(),
         fit_files(),
         posterior_files(),
+        report_files(),

@@ -2,6 +2,13 @@
 # (plan.json); one NUTS job per shard (retried with a new seed and a higher target
 # acceptance when it fails its quality gates); one job combines them. S = 1 is full-data
 # NUTS: request results/{analysis}/cmc/S1/shard0.h5, or compare_full.json, on demand.
+# Planning and comparing run in the main process. The combination is a job of its own: its
+# refinement evaluates the full-data likelihood (cmc.refine_proposals times).
+
+
+localrules:
+    plan_shards,
+    compare_full,
 
 
 checkpoint plan_shards:
@@ -15,11 +22,12 @@ checkpoint plan_shards:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     params:
         model=analysis_model,
         cmc=plan_settings,
+        compilation_cache=f"{CACHE}/jax",
     script:
         "../scripts/plan_shards.py"
 
@@ -38,8 +46,8 @@ rule sample_shard:
         "../envs/phasemake.yaml"
     threads: shard_threads
     resources:
-        mem_mb=build_graph_mem_mb,
-        runtime=120,
+        mem_mb=shard_mem_mb,
+        runtime=shard_runtime,
         attempt=shard_attempt,
         attempts=shard_attempts,
     params:
@@ -65,11 +73,13 @@ rule combine_shards:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=loaded_mem_mb,
+        runtime=combine_runtime,
     params:
+        model=analysis_model,
         cmc=combine_settings,
         truth=analysis_truth,
+        compilation_cache=f"{CACHE}/jax",
     script:
         "../scripts/combine_shards.py"
 
@@ -86,7 +96,7 @@ rule compare_full:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     script:
         "../scripts/compare_full.py"

@@ -1,4 +1,5 @@
 # Config validation (strict JSON Schema, at parse time) and input functions.
+import functools
 import json
 import logging
 import os
@@ -11,6 +12,8 @@ from phasemake.shardplan import read_shard_plan
 from phasemake.workflow import (
     check_analyses,
     discard_invalid_artefacts,
+    remember_artefacts,
+    resolve_chunks,
     resolve_model_specs,
 )
 
@@ -28,10 +31,21 @@ for _name, _m in MODELS.items():
 
 ANALYSES = config["analyses"]
 check_analyses(ANALYSES, MODELS)
+resolve_chunks(ANALYSES)  # chunks: auto -> a number, from the size of the data
 
 if workflow.is_main_process:
     for _problem in discard_invalid_artefacts(CACHE, list(SPEC_MODELS)):
         logging.getLogger("phasemake").warning("phasemake: %s", _problem)
+
+
+# The graphs and units this run wrote are valid: recorded as verified (by size, mtime and
+# inode), the next parse does not read them again (a dry run with 500 units stays fast).
+onsuccess:
+    remember_artefacts(CACHE, list(SPEC_MODELS))
+
+
+onerror:
+    remember_artefacts(CACHE, list(SPEC_MODELS))
 
 
 wildcard_constraints:
@@ -65,8 +79,11 @@ def unit_files():
     return sorted(set(files))
 
 
+@functools.lru_cache(maxsize=None)
 def _unit_source(unit):
-    """The manifest of the plan that claimed this unit first (see phasemake.claim_unit)."""
+    """The manifest of the plan that claimed this unit first (see phasemake.claim_unit);
+    read once per unit (a manifest is never rewritten), however many of the unit job's
+    input, params and resources functions ask."""
     path = f"{CACHE}/traces/units/{unit}.source.json"
     if not os.path.exists(path):
         raise ValueError(
@@ -78,12 +95,18 @@ def _unit_source(unit):
 
 
 def unit_inputs(wildcards):
-    """The unit's claim manifest, which names the graph it is recorded from.
+    """The unit's claim manifest, which names the graph it is recorded from, and that
+    graph when it is a configured model's: a rebuild of the graph (Snakemake removes the
+    old file first) then runs before the unit's job, never beside it.
 
-    The graph is not declared as an input: it may belong to a model no longer in the
-    config (its graph stays in the cache), and it exists whenever the manifest does.
+    Otherwise the graph is not declared as an input: it belongs to a model no longer in
+    the config (its graph stays in the cache), and it exists whenever the manifest does.
     """
-    return {"source": _unit_source(wildcards.unit)[0]}
+    path, source = _unit_source(wildcards.unit)
+    spec = os.path.splitext(os.path.basename(source["graph"]))[0]
+    if spec in SPEC_MODELS:
+        return {"source": path, "graph": f"{CACHE}/graphs/{spec}.h5"}
+    return {"source": path}
 
 
 def unit_plan_entry(wildcards):
@@ -131,9 +154,107 @@ def _spec_model(wildcards):
         ) from None
 
 
+# -- resources: threads, memory (mem_mb, MB) and time (runtime, minutes) of each job ------------
+# Read by the local scheduler (--cores, --resources) and by the SLURM profile (sbatch --mem,
+# --time, --cpus-per-task). Sized from the files a job reads; memory doubles and time grows
+# with Snakemake's `attempt`, so a job that SLURM killed for memory or time is retried with
+# more (`retries` in profiles/slurm). Sizes of files that do not exist yet count as 0 MB:
+# Snakemake evaluates these again, with the files present, right before it submits the job.
+#: What a Python process with JAX and one small model needs (MB).
+BASE_MEM_MB = 1000
+
+
+def _growth(attempt):
+    """1, 2, 4, ... on attempt 1, 2, 3, ..."""
+    return 2 ** (attempt - 1)
+
+
+def _size_mb(*paths):
+    """Total size in MB of the paths that exist."""
+    return sum(os.path.getsize(p) for p in paths if os.path.exists(p)) / 2**20
+
+
 def build_graph_mem_mb(wildcards, attempt):
-    """Memory for a graph build: 2 GB, doubled on each retry."""
-    return 2000 * 2 ** (attempt - 1)
+    """A graph build (no input files): 2 GB, doubled on each retry."""
+    return 2000 * _growth(attempt)
+
+
+def build_graph_runtime(wildcards, attempt):
+    """A graph build: 1 h, longer on each retry."""
+    return 60 * attempt
+
+
+def loaded_mem_mb(wildcards, input, attempt):
+    """A job that loads its input files whole (graph, trace, plan, observations): the base
+    plus 10× their size on disk (decompressed arrays, working copies)."""
+    return int((BASE_MEM_MB + 10 * _size_mb(*input)) * _growth(attempt))
+
+
+def loaded_runtime(wildcards, input, attempt):
+    """A job that reads its inputs once: 10 min plus 1 min per 100 MB."""
+    return int((10 + _size_mb(*input) / 100) * attempt)
+
+
+def _unit_graph(wildcards):
+    return _unit_source(wildcards.unit)[1]["graph"]
+
+
+def unit_mem_mb(wildcards, attempt):
+    """A trace unit loads its graph (named by the claim manifest, not an input)."""
+    return int((BASE_MEM_MB + 10 * _size_mb(_unit_graph(wildcards))) * _growth(attempt))
+
+
+def unit_runtime(wildcards, attempt):
+    """A trace unit: the plan's cost (edges + Σ m³) is about 2e6 per second of recording;
+    2 min plus 1 min per 1e8, times the attempt."""
+    cost = unit_plan_entry(wildcards)["cost"]
+    return int((2 + cost / 1e8) * attempt)
+
+
+def _observations_mb(wildcards):
+    return _size_mb(f"results/{wildcards.analysis}/data/observations.h5")
+
+
+def chunk_mem_mb(wildcards, attempt):
+    """A chunk job streams its observations in blocks, so only the trace and one block
+    (block_rows rows) are in memory."""
+    rows = ANALYSES[wildcards.analysis]["block_rows"]
+    block_mb = rows * 64 / 2**20  # a few float64 columns and their derivatives
+    trace_mb = _size_mb(_model_files(wildcards)["trace"])
+    return int((BASE_MEM_MB + 10 * trace_mb + block_mb) * _growth(attempt))
+
+
+def chunk_runtime(wildcards, attempt):
+    """A chunk job: 10 min plus 1 min per 10 MB of its share of the observations."""
+    share = _observations_mb(wildcards) / ANALYSES[wildcards.analysis]["chunks"]
+    return int((10 + share / 10) * attempt)
+
+
+def shard_mem_mb(wildcards, attempt):
+    """A shard job holds its 1/S of the observations and the trace, per chain."""
+    share = _observations_mb(wildcards) / int(wildcards.parts)
+    chains = ANALYSES[wildcards.analysis]["cmc"]["chains"]
+    per_chain = 10 * (_size_mb(_model_files(wildcards)["trace"]) + share)
+    return int((BASE_MEM_MB + chains * per_chain) * _growth(attempt))
+
+
+def shard_runtime(wildcards, attempt):
+    """A shard job: 30 min plus 3 min per 1e7 of sampling work (chains × iterations × rows,
+    about 16 bytes a row), some 3× what the default two-deme analysis took (53 s for
+    2 × 1,000 × 5,000)."""
+    cmc = ANALYSES[wildcards.analysis]["cmc"]
+    rows = _observations_mb(wildcards) * 2**20 / 16 / int(wildcards.parts)
+    work = cmc["chains"] * (cmc["warmup"] + cmc["samples"]) * rows
+    return int((30 + 3 * work / 1e7) * attempt)
+
+
+def combine_runtime(wildcards, attempt):
+    """The combination: 10 min plus 3 min per 1e8 of refinement work (proposals × rows,
+    value-only, batched: cheaper per point than a NUTS step)."""
+    cmc = ANALYSES[wildcards.analysis]["cmc"]
+    proposals = cmc["refine_proposals"] if cmc["refine"] != "none" else 0
+    rows = _observations_mb(wildcards) * 2**20 / 16
+    return int((10 + 3 * proposals * rows / 1e8) * attempt)
 
 
 # -- analyses ----------------------------------------------------------------------------------
@@ -143,8 +264,9 @@ def fit_files():
 
 
 def analysis_settings(wildcards):
-    """The analysis's config block (all of it reaches the scripts through params)."""
-    return ANALYSES[wildcards.analysis]
+    """The analysis's config block up to NLSQ (its `cmc` block is left out: a posterior
+    setting must not re-run the data or the fit)."""
+    return {k: v for k, v in ANALYSES[wildcards.analysis].items() if k != "cmc"}
 
 
 def analysis_nlsq(wildcards):
@@ -273,9 +395,13 @@ def plan_settings(wildcards):
     return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in PLAN_KEYS}
 
 
+COMBINE_KEYS = ("rule", "seed", "refine", "refine_proposals", "prior")
+
+
 def combine_settings(wildcards):
-    """The cmc settings of the combination (rule, and the seed of the Gaussian draws)."""
-    return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in ("rule", "seed")}
+    """The cmc settings of the combination: rule, seed (Gaussian draws, refinement
+    proposals), refinement, and the prior (the refinement's full-data posterior)."""
+    return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in COMBINE_KEYS}
 
 
 def shard_settings(wildcards):
@@ -313,8 +439,174 @@ def posterior_inputs(wildcards):
 
 
 def consensus_inputs(wildcards):
-    """The plan (after its checkpoint) and its S shard files, in shard order."""
+    """The plan (after its checkpoint), its S shard files in shard order, and the
+    observations and model files (the refinement's full-data posterior)."""
     plan = checkpoints.plan_shards.get(analysis=wildcards.analysis).output.plan
     count = read_shard_plan(plan)["shards"]
     prefix = f"results/{wildcards.analysis}/cmc/S{count}"
-    return {"plan": plan, "shards": [f"{prefix}/shard{s}.h5" for s in range(count)]}
+    return {
+        "plan": plan,
+        "shards": [f"{prefix}/shard{s}.h5" for s in range(count)],
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        **_model_files(wildcards),
+    }
+
+
+# -- report (rules/report.smk) ------------------------------------------------------------------
+#: Figures and tables of every analysis, and those only an analysis with cmc.enabled has.
+REPORT_FILES = (
+    "estimates.html",
+    "model.html",
+    "nlsq.png",
+    "fit.png",
+    "diagnostics.html",
+    "timings.html",
+)
+POSTERIOR_REPORT_FILES = (
+    "posterior_traces.png",
+    "posterior_marginals.png",
+    "posterior_pairs.png",
+)
+
+
+def report_files():
+    """Every analysis's report figures and tables (see rules/report.smk)."""
+    files = []
+    for name, a in ANALYSES.items():
+        names = REPORT_FILES + (POSTERIOR_REPORT_FILES if a["cmc"]["enabled"] else ())
+        files += [f"results/{name}/report/{f}" for f in names]
+    return files
+
+
+def _spec(wildcards):
+    return MODELS[ANALYSES[wildcards.analysis]["model"]].spec
+
+
+def _posterior_summary(wildcards):
+    a = wildcards.analysis
+    enabled = ANALYSES[a]["cmc"]["enabled"]
+    return {"posterior": f"results/{a}/cmc/consensus.json"} if enabled else {}
+
+
+def estimates_inputs(wildcards):
+    """The NLSQ fit and, with cmc.enabled, the consensus summary."""
+    fit = f"results/{wildcards.analysis}/nlsq/fit.json"
+    return {"fit": fit, **_posterior_summary(wildcards)}
+
+
+def analysis_max_rhat(wildcards):
+    """The R-hat gate of the analysis's shards (the diagnostics table shades above it)."""
+    return ANALYSES[wildcards.analysis]["cmc"]["max_rhat"]
+
+
+def analysis_model_config(wildcards):
+    """The analysis's model: config name, callback, construction params and spec."""
+    m = MODELS[ANALYSES[wildcards.analysis]["model"]]
+    return {"model": m.name, "callback": m.callback, "params": m.params, "spec": m.spec}
+
+
+def model_summary_inputs(wildcards):
+    """Graph, trace plan (after its checkpoint) and observations of the analysis."""
+    spec = _spec(wildcards)
+    return {
+        "graph": f"{CACHE}/graphs/{spec}.h5",
+        "plan": checkpoints.plan_trace.get(spec=spec).output.plan,
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+    }
+
+
+def unit_benchmarks(wildcards):
+    """Benchmark file of each unit of the analysis's trace plan (absent: a cache hit)."""
+    plan = checkpoints.plan_trace.get(spec=_spec(wildcards)).output.plan
+    pattern = str(rules.record_trace_unit.benchmark)
+    return {u.key: pattern.format(unit=u.key) for u in read_plan(plan)[0]}
+
+
+def nlsq_states(wildcards):
+    """Every NLSQ pass state of the analysis, in pass order (checkpoints)."""
+    count = read_state(final_nlsq_state(wildcards))["iteration"] + 1
+    prefix = f"results/{wildcards.analysis}/nlsq"
+    return [f"{prefix}/pass{k}/state.json" for k in range(count)]
+
+
+def nlsq_plot_inputs(wildcards):
+    """The fit and its pass states."""
+    fit = f"results/{wildcards.analysis}/nlsq/fit.json"
+    return {"fit": fit, "states": nlsq_states(wildcards)}
+
+
+def posterior_plot_inputs(wildcards):
+    """The shard posterior files, the consensus draws and summary, and the NLSQ fit."""
+    a = wildcards.analysis
+    return {
+        "shards": consensus_inputs(wildcards)["shards"],
+        "consensus": f"results/{a}/cmc/consensus.h5",
+        "fit": f"results/{a}/nlsq/fit.json",
+    }
+
+
+def fit_plot_inputs(wildcards):
+    """Observations, fit, model files and, with cmc.enabled, the consensus draws."""
+    a = wildcards.analysis
+    files = {
+        "observations": f"results/{a}/data/observations.h5",
+        "fit": f"results/{a}/nlsq/fit.json",
+        **_model_files(wildcards),
+    }
+    if ANALYSES[a]["cmc"]["enabled"]:
+        files["consensus"] = f"results/{a}/cmc/consensus.h5"
+    return files
+
+
+def timing_inputs(wildcards):
+    """The analysis's last outputs (so the table comes last) and the checkpoints whose
+    outputs decide which jobs ran (trace plan, NLSQ passes, shard plan)."""
+    a = wildcards.analysis
+    files = {
+        "plan": checkpoints.plan_trace.get(spec=_spec(wildcards)).output.plan,
+        "state": final_nlsq_state(wildcards),
+        "fit": f"results/{a}/nlsq/fit.json",
+    }
+    if ANALYSES[a]["cmc"]["enabled"]:
+        files["shard_plan"] = checkpoints.plan_shards.get(analysis=a).output.plan
+        files.update(_posterior_summary(wildcards))
+    return files
+
+
+def timing_benchmarks(wildcards):
+    """Rule → benchmark files of every job of the analysis (those of rules that declare
+    `benchmark:`), in workflow order; a missing file is a job its outputs came from the
+    cache for."""
+    a = wildcards.analysis
+    cmc = ANALYSES[a]["cmc"]["enabled"]
+    spec = _spec(wildcards)
+    plan = checkpoints.plan_trace.get(spec=spec).output.plan
+    passes = len(nlsq_states(wildcards))
+    chunks = ANALYSES[a]["chunks"]
+    keys = {
+        ("spec",): [{"spec": spec}],
+        ("unit",): [{"unit": u.key} for u in read_plan(plan)[0]],
+        ("analysis",): [{"analysis": a}],
+        ("analysis", "step"): [{"analysis": a, "step": k} for k in range(passes)],
+        ("analysis", "chunk", "step"): [
+            {"analysis": a, "step": k, "chunk": c}
+            for k in range(passes)
+            for c in range(chunks)
+        ],
+    }
+    if cmc:
+        shard_plan = checkpoints.plan_shards.get(analysis=a).output.plan
+        count = read_shard_plan(shard_plan)["shards"]
+        keys[("analysis", "parts", "shard")] = [
+            {"analysis": a, "parts": count, "shard": s} for s in range(count)
+        ]
+    files = {}
+    for each in workflow.rules:
+        names = tuple(sorted(each.wildcard_names))
+        if each.benchmark is None or names not in keys:
+            continue
+        if not cmc and any("/cmc/" in str(o) for o in each.output):
+            continue  # a posterior rule of an analysis without posterior
+        pattern = str(getattr(rules, each.name).benchmark)  # without the constraints
+        files[each.name] = [pattern.format(**k) for k in keys[names]]
+    return files

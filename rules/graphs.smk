@@ -8,12 +8,14 @@ rule build_graph:
         "logs/build_graph/{spec}.log",
     benchmark:
         "logs/build_graph/{spec}.benchmark.tsv"
+    group:
+        "graphs"
     conda:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
         mem_mb=build_graph_mem_mb,
-        runtime=60,
+        runtime=build_graph_runtime,
     params:
         model=spec_name,
         callback=spec_callback,

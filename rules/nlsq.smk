@@ -1,5 +1,13 @@
 # Stage 4: observations, then NLSQ passes: per pass one job per chunk, one reducer
 # (a checkpoint: the next pass exists only once this one's state says "running").
+# The reducer and the summary run in the main process. Chunk jobs are not grouped: a group
+# spanning two passes would contain jobs on both sides of the reducer (Snakemake refuses
+# it); under SLURM, set `chunks` so that a chunk job takes a minute or more.
+
+
+localrules:
+    step_nlsq,
+    summarise_nlsq,
 
 
 rule prepare_observations:
@@ -15,10 +23,11 @@ rule prepare_observations:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=build_graph_mem_mb,
-        runtime=30,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     params:
         analysis=analysis_settings,
+        compilation_cache=f"{CACHE}/jax",
     script:
         "../scripts/prepare_observations.py"
 
@@ -36,8 +45,8 @@ rule accumulate_chunk:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=build_graph_mem_mb,
-        runtime=60,
+        mem_mb=chunk_mem_mb,
+        runtime=chunk_runtime,
     params:
         analysis=analysis_settings,
         chunks=analysis_chunks,
@@ -57,8 +66,8 @@ checkpoint step_nlsq:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     params:
         nlsq=analysis_nlsq,
     script:
@@ -76,9 +85,10 @@ rule summarise_nlsq:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     params:
         analysis=analysis_settings,
+        compilation_cache=f"{CACHE}/jax",
     script:
         "../scripts/summarise_nlsq.py"

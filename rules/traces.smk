@@ -1,4 +1,11 @@
 # Stage 3: per graph, a plan of work units (checkpoint), one job per unit, one stitch job.
+# Planning and stitching run in the main process; the unit jobs (seconds each) are grouped,
+# so that under SLURM many units share one job (group-components in profiles/slurm).
+
+
+localrules:
+    plan_trace,
+    stitch_trace,
 
 
 checkpoint plan_trace:
@@ -12,8 +19,8 @@ checkpoint plan_trace:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=build_graph_mem_mb,
-        runtime=30,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     params:
         max_unit_cost=config["traces"]["max_unit_cost"],
         units_dir=f"{CACHE}/traces/units",
@@ -30,12 +37,14 @@ rule record_trace_unit:
         "logs/record_trace_unit/{unit}.log",
     benchmark:
         "logs/record_trace_unit/{unit}.benchmark.tsv"
+    group:
+        "trace_units"
     conda:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=build_graph_mem_mb,
-        runtime=60,
+        mem_mb=unit_mem_mb,
+        runtime=unit_runtime,
     params:
         plan_entry=unit_plan_entry,
     script:
@@ -55,7 +64,7 @@ rule stitch_trace:
         "../envs/phasemake.yaml"
     threads: 1
     resources:
-        mem_mb=build_graph_mem_mb,
-        runtime=30,
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
     script:
         "../scripts/stitch_trace.py"

@@ -5,13 +5,15 @@ import time
 start = time.perf_counter()
 
 from phasemake.analysis import accumulate_chunk, enable_compilation_cache, model_from_files  # noqa: E402
+from phasemake.compiletime import JobClock  # noqa: E402
 from phasemake.joblog import job_log  # noqa: E402
+from phasemake.obsmodel import ObservationModel  # noqa: E402, F401  (the JAX side)
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "accumulate_chunk") as log:
     enable_compilation_cache(snakemake.params.compilation_cache)
-    imported = time.perf_counter()
+    clock = JobClock(start)
     model = model_from_files(
         snakemake.params.analysis, trace=snakemake.input.trace, graph=snakemake.input.graph
     )
@@ -23,13 +25,12 @@ with job_log(snakemake.log[0], "accumulate_chunk") as log:
         chunks=snakemake.params.chunks,
         previous_state=snakemake.input.get("previous"),
     )
-    done = time.perf_counter()
     log.info(
-        "chunk %s of pass %s: chi2 %.10g over %g rows; imports %.2f s, total %.2f s",
+        "chunk %s of pass %s: chi2 %.10g over %g rows; imports %.2f s",
         snakemake.wildcards.chunk,
         snakemake.wildcards.step,
         acc.chi2,
         acc.count,
-        imported - start,
-        done - start,
+        clock.imports,
     )
+    log.info("%s", clock.summary())

@@ -1,5 +1,7 @@
-"""The consensus posterior of an analysis from its shard posterior files."""
+"""The consensus posterior of an analysis from its shard posterior files, refined against
+the full-data posterior when cmc.refine asks for it."""
 
+from phasemake.analysis import enable_compilation_cache, model_from_files
 from phasemake.cmc import combine_shards
 from phasemake.joblog import job_log
 from phasemake.shardplan import read_shard_plan
@@ -7,12 +9,18 @@ from phasemake.shardplan import read_shard_plan
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "combine_shards") as log:
+    enable_compilation_cache(snakemake.params.compilation_cache)
     plan = read_shard_plan(snakemake.input.plan)
+    model = model_from_files(
+        snakemake.params.model, trace=snakemake.input.trace, graph=snakemake.input.graph
+    )
     summary = combine_shards(
         list(snakemake.input.shards),
         snakemake.output.draws,
         snakemake.output.summary,
         cmc=snakemake.params.cmc,
+        model=model,
+        observations=snakemake.input.observations,
         truth=snakemake.params.truth,
         analysis=snakemake.wildcards.analysis,
         plan=plan,

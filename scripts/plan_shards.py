@@ -1,12 +1,19 @@
 """Fix the number of CMC shards of an analysis (config, or the cost-model rule)."""
 
-from phasemake.analysis import model_from_files
-from phasemake.cmc import plan_shards
-from phasemake.joblog import job_log
+import time
+
+start = time.perf_counter()
+
+from phasemake.analysis import enable_compilation_cache, model_from_files  # noqa: E402
+from phasemake.cmc import plan_shards  # noqa: E402
+from phasemake.compiletime import JobClock  # noqa: E402
+from phasemake.joblog import job_log  # noqa: E402
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "plan_shards") as log:
+    enable_compilation_cache(snakemake.params.compilation_cache)
+    clock = JobClock(start)
     model = model_from_files(
         snakemake.params.model, trace=snakemake.input.trace, graph=snakemake.input.graph
     )
@@ -28,3 +35,4 @@ with job_log(snakemake.log[0], "plan_shards") as log:
         choice["work_per_shard"] if plan["shards"] == choice["shards"] else float("nan"),
         choice["target_work"],
     )
+    log.info("%s", clock.summary())

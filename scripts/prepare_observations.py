@@ -1,14 +1,22 @@
 """Read and validate an analysis's data file, or simulate it; write the block file (at
 least one block per chunk job)."""
 
-from phasemake import load_trace, read_graph
-from phasemake.analysis import prepare_observations
-from phasemake.joblog import job_log
-from phasemake.observations import write_observations
+import time
+
+start = time.perf_counter()
+
+from phasemake import load_trace, read_graph  # noqa: E402
+from phasemake.analysis import enable_compilation_cache, prepare_observations  # noqa: E402
+from phasemake.compiletime import JobClock  # noqa: E402
+from phasemake.joblog import job_log  # noqa: E402
+from phasemake.observations import write_observations  # noqa: E402
+from phasemake.obsmodel import ObservationModel  # noqa: E402, F401  (the JAX side)
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "prepare_observations") as log:
+    enable_compilation_cache(snakemake.params.compilation_cache)
+    clock = JobClock(start)
     analysis = snakemake.params.analysis
     graph = read_graph(snakemake.input.graph)
     trace = load_trace(snakemake.input.trace)
@@ -27,3 +35,4 @@ with job_log(snakemake.log[0], "prepare_observations") as log:
         len(meta["block_checksums"]),
         meta["checksum"],
     )
+    log.info("%s", clock.summary())

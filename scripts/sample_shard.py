@@ -6,15 +6,15 @@ start = time.perf_counter()
 
 from phasemake.analysis import enable_compilation_cache, model_from_files  # noqa: E402
 from phasemake.cmc import sample_shard  # noqa: E402
-from phasemake.compiletime import compile_seconds, start_counting  # noqa: E402
+from phasemake.compiletime import JobClock, compile_seconds  # noqa: E402
 from phasemake.joblog import job_log  # noqa: E402
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "sample_shard") as log:
     enable_compilation_cache(snakemake.params.compilation_cache)
-    start_counting()
-    log.info("imports %.2f s", time.perf_counter() - start)
+    clock = JobClock(start)
+    log.info("imports %.2f s", clock.imports)
     model = model_from_files(
         snakemake.params.model, trace=snakemake.input.trace, graph=snakemake.input.graph
     )
@@ -35,6 +35,7 @@ with job_log(snakemake.log[0], "sample_shard") as log:
     log.info(
         "compile %.2f s (all chains); total %.2f s with %d threads",
         compile_seconds(),
-        time.perf_counter() - start,
+        clock.fixed()["total"] - clock.python_start,
         snakemake.threads,
     )
+    log.info("%s", clock.summary())

@@ -1,11 +1,12 @@
 """The NLSQ result of an analysis: estimates, standard errors, covariance, convergence."""
 
-from phasemake.analysis import model_from_files, write_fit
+from phasemake.analysis import enable_compilation_cache, model_from_files, write_fit
 from phasemake.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
 with job_log(snakemake.log[0], "summarise_nlsq") as log:
+    enable_compilation_cache(snakemake.params.compilation_cache)
     model = model_from_files(
         snakemake.params.analysis, trace=snakemake.input.trace, graph=snakemake.input.graph
     )

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .artefact import read_artefact, write_artefact, write_json_artefact
 from .nlsq import LMSettings, fit_summary, lm_update
-from .nlsqstate import read_state, write_state
+from .nlsqstate import Accumulator, read_state, write_state
 from .observations import (
     Observations,
     block_ranges,
@@ -25,7 +25,9 @@ from .observations import (
     simulate_absorption_times,
     simulate_sfs,
 )
-from .obsmodel import MUTATION, Accumulator, ObservationModel
+
+if TYPE_CHECKING:  # JAX is imported on first use: the reducer job does without it
+    from .obsmodel import ObservationModel
 
 __all__ = [
     "accumulate_chunk",
@@ -45,16 +47,29 @@ VERSION = 1
 
 
 def enable_compilation_cache(directory: str | os.PathLike[str]) -> None:
-    """Use JAX's persistent compilation cache in ``directory`` (every compilation kept)."""
+    """Use JAX's persistent compilation cache in ``directory`` for every later compilation,
+    however small or quick (JAX's defaults keep only programs that took a second), and count
+    compilations and cache hits (:mod:`phasemake.compiletime`).
+
+    Call it before the job compiles anything: JAX decides once per process whether the
+    cache is used, so the decision is reset here.
+    """
     import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from .compiletime import start_counting
 
     jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum
+    compilation_cache.reset_cache()
+    start_counting()
 
 
 def model_for(analysis: dict[str, Any], trace, states: np.ndarray) -> ObservationModel:
     """The observation model of a configured analysis (its ``nlsq`` initial and fixed)."""
+    from .obsmodel import ObservationModel
+
     nlsq = analysis.get("nlsq", {})
     return ObservationModel(
         analysis["observations"],
@@ -83,6 +98,8 @@ def model_from_files(
 
 def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:
     """Read and validate ``data.file``, or simulate ``data.simulate`` exactly."""
+    from .obsmodel import MUTATION
+
     kind, data = analysis["observations"], analysis["data"]
     n_classes = graph.states.shape[1] - 1 if kind == "sfs" else None
     if "file" in data:
@@ -135,7 +152,7 @@ def accumulate_chunk(
     parts, rows, compute = [], 0, 0.0
     for block in iter_blocks(observations, blocks):
         t0 = time.perf_counter()
-        parts.append(model.accumulate(phi, block, budget=budget))
+        parts.append(model.accumulate(phi, block, budget=budget, rows=meta["block_rows"]))
         compute += time.perf_counter() - t0
         rows += block.n_rows
         log.info(

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from .artefact import atomic_path, read_json_artefact, write_json_artefact
-from .consensus import combine, read_consensus, summarise_draws, write_consensus
+from .consensus import combine, read_weighted_consensus, summarise_draws, write_consensus
 from .errors import DataError, PhasemakeError
 from .observations import read_header, read_observations
 from .obsmodel import ObservationModel
 from .priors import log_prior
+from .refine import MAX_PARETO_K, full_data_log_density, importance_refine, resample
 from .sampling import NUTSSettings, ShardQualityError, read_shard, sample_nuts, write_shard
 from .shardplan import write_shard_plan
 from .shards import LEAPFROG_STEPS, choose_shards, shard, work_per_point
@@ -292,12 +293,16 @@ def combine_shards(
     summary_output: str | os.PathLike[str],
     *,
     cmc: Mapping[str, Any],
+    model: ObservationModel | None = None,
+    observations: str | os.PathLike[str] | None = None,
     truth: Mapping[str, float] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The consensus of the shard files (in shard order) by ``cmc.rule``: draws to
     ``draws_output`` (HDF5, :func:`phasemake.to_arviz` loads it), summary to
-    ``summary_output`` (JSON). ``truth``: the simulated θ, compared with the posterior."""
+    ``summary_output`` (JSON). With ``cmc.refine = "importance"`` (needs ``model`` and
+    ``observations``) the consensus is refined against the full-data posterior
+    (:mod:`phasemake.refine`). ``truth``: the simulated θ, compared with the posterior."""
     posts = [read_shard(p) for p in paths]
     metas = [p.meta for p in posts]
     for key in ("data", "shards", "free"):
@@ -312,15 +317,61 @@ def combine_shards(
             f"expected shards 0..{shards - 1} in order, got {[m['shard'] for m in metas]}"
         )
     draws, summary = combine([p.phi for p in posts], free, rule=cmc["rule"], seed=int(cmc["seed"]))
-    summary["shard_diagnostics"] = [_shard_row(p, q) for p, q in zip(paths, posts, strict=True)]
     summary["data"] = metas[0]["data"]
+    arrays = {}
+    if cmc.get("refine", "none") == "importance" and shards > 1:
+        if model is None or observations is None:
+            raise PhasemakeError("cmc.refine = 'importance' needs the model and observations")
+        draws, arrays = _refine(model, observations, draws, summary, cmc=cmc)
+    summary["shard_diagnostics"] = [_shard_row(p, q) for p, q in zip(paths, posts, strict=True)]
     summary["free"] = free
     if truth:
         summary["truth"] = _against_truth(summary, truth)
     summary.update(extra)
-    write_consensus(draws_output, draws, summary, free=free, data=metas[0]["data"])
+    write_consensus(draws_output, draws, summary, arrays=arrays, free=free, data=summary["data"])
     write_json_artefact(summary_output, kind=SUMMARY_KIND, version=VERSION, payload=summary)
     return summary
+
+
+def _refine(model, observations, draws, summary, *, cmc) -> tuple[np.ndarray, dict]:
+    """Importance-refine ``draws`` in place of ``summary``'s parameters when reliable;
+    record the outcome under ``summary["refinement"]``."""
+    header = read_header(observations)
+    if header["checksum"] != summary["data"]:
+        raise DataError(f"{observations} is not the data the shards were sampled from")
+    density = full_data_log_density(
+        model,
+        read_observations(observations),
+        log_prior=log_prior(model.par.free_names, cmc.get("prior", {})),
+        t_max=header["t_max"],
+    )
+    record: dict[str, Any] = {"method": "importance", "proposals": int(cmc["refine_proposals"])}
+    try:
+        ref = importance_refine(
+            density, draws, proposals=record["proposals"], seed=int(cmc["seed"])
+        )
+    except ValueError as err:  # e.g. a proposal point with absurd rates
+        log.warning("refinement not applied: %s", err)
+        summary["refinement"] = {**record, "applied": False, "reason": str(err)}
+        return draws, {}
+    record.update(pareto_k=ref.pareto_k, ess=ref.ess, failed_points=ref.failed)
+    names = list(summary["parameters"])
+    if not ref.reliable:
+        reason = f"Pareto k {ref.pareto_k:.2f} > {MAX_PARETO_K}: the consensus is kept"
+        log.warning("refinement not applied: %s", reason)
+        summary["refinement"] = {**record, "applied": False, "reason": reason}
+        return draws, {}
+    unrefined = {n: {k: summary["parameters"][n][k] for k in ("mean", "sd")} for n in names}
+    summary.update(summarise_draws(ref.phi, names, weights=ref.weights))
+    summary["refinement"] = {**record, "applied": True, "unrefined": unrefined}
+    log.info(
+        "refined against the full-data posterior: Pareto k %.2f, ESS %.0f of %d points",
+        ref.pareto_k,
+        ref.ess,
+        record["proposals"],
+    )
+    resampled = resample(ref, draws.shape[:-1], seed=int(cmc["seed"]))
+    return resampled, {"proposal_phi": ref.phi, "log_weights": ref.log_weights}
 
 
 def _against_truth(summary: dict[str, Any], truth: Mapping[str, float]) -> dict[str, Any]:
@@ -343,12 +394,17 @@ def _against_truth(summary: dict[str, Any], truth: Mapping[str, float]) -> dict[
 
 
 def compare_posteriors(
-    consensus: np.ndarray, reference: np.ndarray, names: Sequence[str]
+    consensus: np.ndarray,
+    reference: np.ndarray,
+    names: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """A consensus (φ draws) against a full-data posterior: per parameter the mean
-    difference in reference sds and the sd ratio (θ scale), and the largest difference
-    of the θ correlations."""
-    a, b = summarise_draws(consensus, names), summarise_draws(reference, names)
+    """A consensus (φ draws, importance ``weights`` if refined) against a full-data
+    posterior: per parameter the mean difference in reference sds and the sd ratio
+    (θ scale), and the largest difference of the θ correlations."""
+    a = summarise_draws(consensus, names, weights=weights)
+    b = summarise_draws(reference, names)
     rows = {
         n: {
             "mean_diff_in_sd": (a["parameters"][n]["mean"] - b["parameters"][n]["mean"])
@@ -373,13 +429,13 @@ def compare_full(
 ) -> dict[str, Any]:
     """:func:`compare_posteriors` of a consensus file and a full-data (S = 1) shard file
     on the same data, with each :data:`AGREEMENT` threshold checked, written as JSON."""
-    draws, meta = read_consensus(consensus_path)
+    draws, weights, meta = read_weighted_consensus(consensus_path)
     full = read_shard(full_path)
     if full.meta["shards"] != 1:
         raise DataError(f"{full_path} is shard {full.meta['shard']} of {full.meta['shards']}")
     if meta["data"] != full.meta["data"] or meta["free"] != full.meta["free"]:
         raise DataError(f"{consensus_path} and {full_path} come from different data or models")
-    result = compare_posteriors(draws, full.phi, meta["free"])
+    result = compare_posteriors(draws, full.phi, meta["free"], weights=weights)
     rows = result["parameters"].values()
     result["agreement"] = {
         "thresholds": AGREEMENT,

@@ -36,6 +36,7 @@ __all__ = [
     "gaussian_product",
     "heterogeneity",
     "read_consensus",
+    "read_weighted_consensus",
     "scott_consensus",
     "summarise_draws",
     "to_arviz",
@@ -109,22 +110,51 @@ def heterogeneity(shards: Sequence[np.ndarray], center: np.ndarray) -> dict[str,
     }
 
 
-def summarise_draws(phi: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Mean, sd and quantiles of θ = e^φ per parameter; correlations of θ and of φ."""
+def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles of a weighted sample (linear interpolation of the weighted ECDF at the
+    midpoints of each point's weight; equal weights give ``np.quantile``'s "hazen")."""
+    order = np.argsort(x)
+    xs, ws = x[order], w[order] / w.sum()
+    mid = np.cumsum(ws) - 0.5 * ws
+    return np.interp(qs, mid, xs)
+
+
+def _weighted_corr(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    c = np.atleast_2d(np.cov(x, rowvar=False, aweights=w))
+    d = np.sqrt(np.diag(c))
+    return c / np.outer(d, d)
+
+
+def summarise_draws(
+    phi: np.ndarray, names: Sequence[str], *, weights: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Mean, sd and quantiles of θ = e^φ per parameter; correlations of θ and of φ.
+    ``weights``: importance weights of the flattened draws (normalised here)."""
     flat = _flat(phi)
     theta = np.exp(flat)
+    w = np.full(len(flat), 1.0 / len(flat)) if weights is None else weights / np.sum(weights)
+
+    def sd(x):
+        m = w @ x
+        return float(np.sqrt((w @ (x - m) ** 2) / (1.0 - np.sum(w**2))))  # unbiased
+
     params = {}
     for i, name in enumerate(names):
-        q = np.quantile(theta[:, i], QUANTILES)
+        q = (
+            np.quantile(theta[:, i], QUANTILES)
+            if weights is None
+            else _weighted_quantiles(theta[:, i], w, QUANTILES)
+        )
         params[name] = {
-            "mean": float(theta[:, i].mean()),
-            "sd": float(theta[:, i].std(ddof=1)),
+            "mean": float(w @ theta[:, i]),
+            "sd": sd(theta[:, i]),
             "quantiles": {f"{k:g}": float(v) for k, v in zip(QUANTILES, q, strict=True)},
-            "log_mean": float(flat[:, i].mean()),
-            "log_sd": float(flat[:, i].std(ddof=1)),
+            "log_mean": float(w @ flat[:, i]),
+            "log_sd": sd(flat[:, i]),
         }
-    corr = np.corrcoef(theta, rowvar=False) if len(names) > 1 else np.ones((1, 1))
-    log_corr = np.corrcoef(flat, rowvar=False) if len(names) > 1 else np.ones((1, 1))
+    one = np.ones((1, 1))
+    corr = _weighted_corr(theta, w) if len(names) > 1 else one
+    log_corr = _weighted_corr(flat, w) if len(names) > 1 else one
     return {
         "parameters": params,
         "correlation": np.atleast_2d(corr).tolist(),
@@ -155,13 +185,22 @@ def combine(
     return draws, summary
 
 
-def write_consensus(path, draws: np.ndarray, summary: dict[str, Any], **meta: Any) -> None:
-    """Write the consensus posterior (atomic, versioned, checksummed HDF5)."""
+def write_consensus(
+    path,
+    draws: np.ndarray,
+    summary: dict[str, Any],
+    *,
+    arrays: dict[str, np.ndarray] | None = None,
+    **meta: Any,
+) -> None:
+    """Write the consensus posterior (atomic, versioned, checksummed HDF5): equally
+    weighted draws ``phi`` and, when refined, the weighted sample ``proposal_phi`` and
+    ``log_weights`` (:mod:`phasemake.refine`)."""
     write_artefact(
         path,
         kind=CONSENSUS_KIND,
         version=CONSENSUS_VERSION,
-        arrays={"phi": draws},
+        arrays={"phi": draws, **(arrays or {})},
         meta={"summary": summary, **meta},
     )
 
@@ -170,6 +209,15 @@ def read_consensus(path) -> tuple[np.ndarray, dict[str, Any]]:
     """``(phi draws, meta)`` of a consensus file, verified."""
     arrays, meta = read_artefact(path, kind=CONSENSUS_KIND, versions=(CONSENSUS_VERSION,))
     return arrays["phi"], meta
+
+
+def read_weighted_consensus(path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """``(draws, weights, meta)``: the importance sample (``(n, p)`` points and normalised
+    weights) of a refined consensus file, else its equally weighted draws and ``None``."""
+    arrays, meta = read_artefact(path, kind=CONSENSUS_KIND, versions=(CONSENSUS_VERSION,))
+    if "log_weights" in arrays:
+        return arrays["proposal_phi"], np.exp(arrays["log_weights"]), meta
+    return arrays["phi"], None, meta
 
 
 def to_arviz(path):

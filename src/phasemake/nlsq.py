@@ -33,11 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .obsmodel import Accumulator, ObservationModel
+from .nlsqstate import Accumulator
+
+if TYPE_CHECKING:
+    from .obsmodel import ObservationModel
 
 __all__ = ["LMSettings", "covariance", "fit_in_memory", "fit_summary", "lm_update"]
 

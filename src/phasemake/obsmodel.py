@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from jax.scipy.special import xlogy  # noqa: E402
 
 from .errors import DataError  # noqa: E402
+from .nlsqstate import Accumulator  # noqa: E402
 from .observations import Observations  # noqa: E402
 from .uniformisation import BLOCK  # noqa: E402
 
@@ -41,33 +42,6 @@ __all__ = ["MUTATION", "Accumulator", "ObservationModel", "Parametrisation"]
 
 #: Name of the SFS mutation-scaling parameter.
 MUTATION = "mutation"
-
-
-class Accumulator(NamedTuple):
-    """Sufficient statistics of one pass over some rows, at one φ.
-
-    ``jtj`` (p, p), ``jtr`` (p,), ``chi2`` (the objective), ``rr`` (``‖r‖²``, for the
-    gradient test) and ``count`` (rows, or cells for the SFS).
-    """
-
-    jtj: np.ndarray
-    jtr: np.ndarray
-    chi2: float
-    rr: float
-    count: float
-
-    @staticmethod
-    def total(parts: list[Accumulator]) -> Accumulator:
-        """Sum in the given order (deterministic)."""
-        jtj, jtr = parts[0].jtj.copy(), parts[0].jtr.copy()
-        chi2, rr, count = parts[0].chi2, parts[0].rr, parts[0].count
-        for a in parts[1:]:
-            jtj += a.jtj
-            jtr += a.jtr
-            chi2 += a.chi2
-            rr += a.rr
-            count += a.count
-        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
 
 
 class Parametrisation(NamedTuple):
@@ -175,10 +149,13 @@ class ObservationModel:
         return max(self.budget(phi + s * half_width, t_max) for s in signs)
 
     # -- statistics ------------------------------------------------------------------------
-    def accumulate(self, phi: np.ndarray, block: Observations, *, budget: int) -> Accumulator:
-        """Statistics of ``block`` at ``phi``, padded to a multiple of 1024 rows with
-        zero-weight rows so that few shapes get compiled."""
-        cols = self.padded(block)
+    def accumulate(
+        self, phi: np.ndarray, block: Observations, *, budget: int, rows: int | None = None
+    ) -> Accumulator:
+        """Statistics of ``block`` at ``phi``, padded with zero-weight rows to a multiple of
+        1024 rows and to at least ``rows`` (the file's block size: a short last block then
+        runs the same compiled program as the others)."""
+        cols = self.padded(block, rows=rows)
         fn = self._function(budget)
         jtj, jtr, chi2, rr, count = (np.asarray(x) for x in fn(jnp.asarray(phi), cols))
         return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
@@ -195,9 +172,11 @@ class ObservationModel:
         cell = xlogy(y, mu) - mu - jax.scipy.special.gammaln(y + 1.0)
         return jnp.sum(cols["mask"][:, None] * cell)
 
-    def padded(self, block: Observations) -> dict[str, jax.Array]:
-        """Columns padded to a multiple of 1024 rows that count zero (few compiled shapes)."""
-        return _pad(block, 1024)
+    def padded(self, block: Observations, *, rows: int | None = None) -> dict[str, jax.Array]:
+        """Columns padded with rows that count zero to a multiple of 1024 rows, and to at
+        least ``rows`` (few compiled shapes: blocks or shards padded to their largest
+        member's size all share one)."""
+        return _pad(block, 1024, rows)
 
     def _function(self, budget: int):
         if budget not in self._jitted:
@@ -252,9 +231,20 @@ class ObservationModel:
         return jac.T @ jac, jac.T @ r, chi2, chi2, mask.sum() * y.shape[1]
 
 
-def _pad(block: Observations, multiple: int) -> dict[str, jax.Array]:
+def padded_size(n: int, multiple: int = 1024, rows: int | None = None) -> int:
+    """Rows after padding ``n`` to at least ``rows`` and up to a multiple of ``multiple``.
+
+    Examples
+    --------
+    >>> padded_size(5000), padded_size(5120, rows=5121), padded_size(100, rows=5000)
+    (5120, 6144, 5120)
+    """
+    return -(-max(n, rows or 0) // multiple) * multiple
+
+
+def _pad(block: Observations, multiple: int, rows: int | None = None) -> dict[str, jax.Array]:
     n = block.n_rows
-    size = -(-n // multiple) * multiple
+    size = padded_size(n, multiple, rows)
     cols = dict(block.columns)
     if block.kind == "sfs":
         cols["mask"] = np.ones(n)

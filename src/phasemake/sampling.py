@@ -13,6 +13,15 @@ after the other, and the draws are the same bytes either way. (NumPyro's
 ``chain_method="parallel"`` gives different draws than ``"sequential"`` for the second
 and later chains, which would make the results depend on ``--cores``.)
 
+The chains run NumPyro's functional NUTS kernel (the one ``MCMC`` drives) in two jitted
+programs, the initial state and an ``advance`` over a range of iterations (warm-up and
+sampling alike, a segment at a time for progress lines), that take the shard's data as
+*arguments*: a program that closed over the data would embed them as constants, so every
+shard would compile its own programs (~20 CPU s each). Padded to one size (``pad_rows``),
+all shards of an analysis run the same programs: compiled once, they come from JAX's
+persistent compilation cache in every other shard job (see
+:func:`phasemake.analysis.enable_compilation_cache`).
+
 Quality gates: the post-warm-up divergence rate and the largest split R-hat
 (``numpyro.diagnostics``) must stay within the settings, else :class:`ShardQualityError`.
 """
@@ -33,10 +42,10 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin  # noqa: E402
-from numpyro.infer import MCMC, NUTS  # noqa: E402
+from numpyro.infer.hmc import hmc  # noqa: E402
 
 from .artefact import read_artefact, write_artefact  # noqa: E402
-from .compiletime import compile_seconds, start_counting  # noqa: E402
+from .compiletime import cache_summary, compile_seconds, start_counting  # noqa: E402
 from .errors import PhasemakeError  # noqa: E402
 from .observations import Observations  # noqa: E402
 from .obsmodel import ObservationModel  # noqa: E402
@@ -96,14 +105,92 @@ class ShardPosterior(NamedTuple):
     meta: dict[str, Any]
 
 
-def _potential(model: ObservationModel, log_prior, inv_shards: float, budget: int, cols):
-    """``-log p_s(φ)``, a plain function of φ (no effect handlers: NumPyro's handler stack
-    is global, so model tracing is not thread-safe)."""
+def _potential_gen(model: ObservationModel, log_prior, budget: int):
+    """``(cols, inv_shards) -> (φ -> -log p_s(φ))``: the data are arguments of the compiled
+    programs, not constants in them, so every shard of the same padded shape runs the same
+    program (one compilation, then persistent-cache hits in the other shard jobs). A plain
+    function of φ (no effect handlers: NumPyro's handler stack is global, so model tracing
+    is not thread-safe)."""
 
-    def potential(phi):
-        return -(inv_shards * log_prior(phi) + model.log_likelihood(phi, cols, budget))
+    def gen(cols, inv_shards):
+        def potential(phi):
+            return -(inv_shards * log_prior(phi) + model.log_likelihood(phi, cols, budget))
 
-    return potential
+        return potential
+
+    return gen
+
+
+#: NUTS iterations per call of the chain program: a progress line in the job log each.
+SEGMENT = 100
+
+
+class _ChainPrograms(NamedTuple):
+    """One chain's programs, compiled once per job and shared by the chains."""
+
+    init: Any  # (key, φ0, cols, inv_shards) -> initial HMCState
+    advance: Any  # (state, draws, start, stop, cols, inv_shards) -> (state, draws)
+    draws: Any  # the empty draw buffers: (φ, potential, diverging, steps), one row a draw
+
+
+def _chain_programs(
+    model: ObservationModel, log_prior, budget: int, settings: NUTSSettings, args
+) -> _ChainPrograms:
+    """NumPyro's functional NUTS kernel (:func:`numpyro.infer.hmc.hmc`, the one ``MCMC``
+    drives) as two jitted programs with the data as arguments, lowered and compiled here,
+    before any chain runs: ``init`` (the initial state at φ0) and ``advance``, which runs
+    iterations ``[start, stop)``, adapting while the iteration count is below
+    ``settings.warmup`` (as ``MCMC.warmup`` then ``MCMC.run`` do) and writing each later
+    iteration's draw into row ``i - warmup`` of the buffers. One program serves warm-up and
+    sampling, called a segment at a time for the job log's progress lines."""
+    init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_gen(model, log_prior, budget))
+
+    def init(key, phi0, cols, inv_shards):
+        # the key split of numpyro's HMC.init (the second half seeds model initialisation)
+        key, _ = jax.random.split(key)
+        return init_kernel(
+            phi0,
+            num_warmup=settings.warmup,
+            dense_mass=settings.dense_mass,
+            target_accept_prob=settings.target_accept,
+            max_tree_depth=settings.max_tree_depth,
+            model_args=(cols, inv_shards),
+            rng_key=key,
+        )
+
+    def advance(state, draws, start, stop, cols, inv_shards):
+        def body(i, carry):
+            s, d = carry
+            s = sample_kernel(s, model_args=(cols, inv_shards))
+            row = i - settings.warmup
+            at = jnp.clip(row, 0, settings.samples - 1)
+            new = (s.z, s.potential_energy, s.diverging, s.num_steps)
+            d = tuple(
+                jnp.where(row >= 0, buf.at[at].set(x), buf) for buf, x in zip(d, new, strict=True)
+            )
+            return s, d
+
+        return jax.lax.fori_loop(start, stop, body, (state, draws))
+
+    # init is traced first: it sets the kernel's settings (max tree depth, adaptation
+    # schedule) that the trace of advance reads
+    first = jax.jit(init).lower(*args).compile()
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), first.out_info)
+    n = settings.samples
+    draws = (
+        jnp.zeros((n, *state.z.shape), state.z.dtype),
+        jnp.zeros(n, state.potential_energy.dtype),
+        jnp.zeros(n, state.diverging.dtype),
+        jnp.zeros(n, state.num_steps.dtype),
+    )
+    bound = jax.ShapeDtypeStruct((), jnp.int32)
+    step = jax.jit(advance).lower(state, draws, bound, bound, *args[2:]).compile()
+    return _ChainPrograms(first, step, draws)
+
+
+def _segments(start: int, stop: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` in pieces of :data:`SEGMENT` iterations (as program arguments)."""
+    return [(np.int32(a), np.int32(min(a + SEGMENT, stop))) for a in range(start, stop, SEGMENT)]
 
 
 def _dense(inverse_mass, p: int) -> np.ndarray:
@@ -126,6 +213,7 @@ def sample_nuts(
     settings: NUTSSettings,
     seed: tuple[int, ...],
     threads: int = 1,
+    pad_rows: int | None = None,
 ) -> ShardPosterior:
     """Run the chains on ``obs`` (one shard of ``shards``) and check the quality gates.
 
@@ -146,6 +234,10 @@ def sample_nuts(
         Entropy for the chain keys and initial points (e.g. ``(seed, shard, attempt)``).
     threads
         Chains run concurrently in this many threads (same draws for any value).
+    pad_rows
+        Pad the data to at least this many rows (then to a multiple of 1024): give every
+        shard of an analysis the largest shard's size (``ceil(N / S)``) and all its shard
+        jobs run one compiled program (persistent-cache hits after the first).
 
     Raises
     ------
@@ -159,27 +251,34 @@ def sample_nuts(
     spread = np.linalg.cholesky(shards * np.asarray(init_cov) + 1e-12 * np.eye(p))
     z = np.random.default_rng(int(entropy[1])).standard_normal((settings.chains, p))
     inits = np.asarray(init_phi)[None, :] + 0.5 * z @ spread.T
-    potential = _potential(model, log_prior, 1.0 / shards, budget, model.padded(obs))
+    cols = model.padded(obs, rows=pad_rows)
+    args = (keys[0], jnp.asarray(inits[0]), cols, jnp.asarray(1.0 / shards))
+    t0, k0 = time.perf_counter(), compile_seconds()
+    programs = _chain_programs(model, log_prior, budget, settings, args)
+    log.info(
+        "NUTS programs for %d padded rows: %.1f s (compile %.1f s; %s)",
+        len(next(iter(cols.values()))),
+        time.perf_counter() - t0,
+        compile_seconds() - k0,
+        cache_summary(),
+    )
 
     def run_chain(c: int) -> dict[str, np.ndarray]:
-        kernel = NUTS(
-            potential_fn=potential,
-            dense_mass=settings.dense_mass,
-            target_accept_prob=settings.target_accept,
-            max_tree_depth=settings.max_tree_depth,
-        )
-        mcmc = MCMC(
-            kernel,
-            num_warmup=settings.warmup,
-            num_samples=settings.samples,
-            num_chains=1,
-            progress_bar=False,
-        )
+        total = settings.warmup + settings.samples
         t0, k0 = time.perf_counter(), compile_seconds(this_thread=True)
-        mcmc.warmup(keys[c], init_params=jnp.asarray(inits[c]))
-        jax.block_until_ready(mcmc.last_state)  # dispatch is asynchronous: time the work
+        state, draws = programs.init(keys[c], jnp.asarray(inits[c]), cols, args[3]), programs.draws
+        for a, b in _segments(0, settings.warmup):
+            state, draws = programs.advance(state, draws, a, b, cols, args[3])
+            jax.block_until_ready(state)  # dispatch is asynchronous: time the work
+            log.info(
+                "chain %d: iteration %d of %d (warm-up), %.1f s",
+                c,
+                b,
+                total,
+                time.perf_counter() - t0,
+            )
         t1, k1 = time.perf_counter(), compile_seconds(this_thread=True)
-        adapt = mcmc.last_state.adapt_state
+        adapt = state.adapt_state
         log.info(
             "chain %d: warm-up %.1f s (compile %.1f s), step size %.3g",
             c,
@@ -187,9 +286,11 @@ def sample_nuts(
             k1 - k0,
             float(adapt.step_size),
         )
-        fields = ("potential_energy", "diverging", "num_steps")
-        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
-        extra = jax.block_until_ready(mcmc.get_extra_fields())
+        for a, b in _segments(settings.warmup, total):
+            state, draws = programs.advance(state, draws, a, b, cols, args[3])
+            jax.block_until_ready(state)
+            log.info("chain %d: iteration %d of %d, %.1f s", c, b, total, time.perf_counter() - t0)
+        phi, potential, diverging, steps = (np.asarray(x) for x in draws)
         t2, k2 = time.perf_counter(), compile_seconds(this_thread=True)
         log.info(
             "chain %d: %d draws in %.1f s (compile %.1f s), %d divergent, mean %.1f leapfrog steps",
@@ -197,14 +298,14 @@ def sample_nuts(
             settings.samples,
             t2 - t1,
             k2 - k1,
-            int(np.sum(extra["diverging"])),
-            float(np.mean(extra["num_steps"])),
+            int(np.sum(diverging)),
+            float(np.mean(steps)),
         )
         return {
-            "phi": np.asarray(mcmc.get_samples()),
-            "log_density": -np.asarray(extra["potential_energy"]),
-            "diverging": np.asarray(extra["diverging"]),
-            "num_steps": np.asarray(extra["num_steps"]),
+            "phi": phi,
+            "log_density": -potential,
+            "diverging": diverging,
+            "num_steps": steps,
             "step_size": np.asarray(adapt.step_size),
             "inverse_mass_matrix": _dense(adapt.inverse_mass_matrix, p),
         }

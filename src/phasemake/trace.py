@@ -41,8 +41,9 @@ __all__ = [
     "stitch_units",
 ]
 
-#: Default target cost of one work unit (edges + Σ m³), about a second of recording.
-DEFAULT_UNIT_COST = 2_000_000
+#: Default target cost of one work unit (edges + Σ m³): a unit job lays out the whole graph
+#: whatever its unit's size, so only graphs too large for one job are split.
+DEFAULT_UNIT_COST = 50_000_000
 
 #: Largest strongly connected component solved densely.
 MAX_COMPONENT_SIZE = 4096

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from .artefact import atomic_path
 from .cache import GraphCache
 from .errors import ArtefactError, PhasemakeError
 from .graph import DEFAULT_MAX_STATES
+from .graphfile import read_graph
 from .model import Model
 from .resolve import load_model
 from .spechash import spec_hash
 
-__all__ = ["ModelSpec", "check_analyses", "discard_invalid_artefacts", "resolve_model_specs"]
+__all__ = [
+    "ModelSpec",
+    "check_analyses",
+    "data_rows",
+    "discard_invalid_artefacts",
+    "remember_artefacts",
+    "resolve_chunks",
+    "resolve_model_specs",
+]
 
 
 class ModelSpec(NamedTuple):
@@ -77,12 +91,69 @@ def resolve_model_specs(
     return out
 
 
+#: Rows per NLSQ chunk job when ``chunks`` is ``auto`` (the schema's default of
+#: ``chunk_rows``): about 20 s of work for a two-deme model, ten times a job's fixed cost.
+DEFAULT_CHUNK_ROWS = 2_000_000
+
+#: The verification memo of a cache directory: artefact path -> stat stamp when verified.
+VERIFIED = "verified.json"
+#: Files modified more recently than this (seconds) are verified but not remembered: a
+#: rewrite within the file system's timestamp resolution could keep size and mtime.
+SETTLE_SECONDS = 2.0
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _read_memo(cache: Path) -> dict[str, list[int]]:
+    try:
+        memo = json.loads((cache / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def _write_memo(cache: Path, memo: dict[str, list[int]]) -> None:
+    try:
+        with atomic_path(cache / VERIFIED) as tmp:
+            tmp.write_text(json.dumps(memo, sort_keys=True))
+    except OSError:  # a read-only shared cache: verify again next time
+        pass
+
+
+def _artefacts(graphs: GraphCache, specs: list[str]) -> Iterator[tuple[str, Path, str | None]]:
+    """``(kind, path, None)`` of each graph and unit file of ``specs``, and ``("plan",
+    path, why)`` for each plan that cannot be read."""
+    from .tracefile import read_plan
+
+    for spec in specs:
+        yield "graph", graphs.graph_path(spec), None
+        plan = graphs.plan_path(spec)
+        if not plan.exists():
+            continue
+        try:
+            units, _ = read_plan(plan)
+        except ArtefactError as err:  # a broken plan is re-planned
+            yield "plan", plan, str(err)
+            continue
+        for unit in units:
+            yield "unit", graphs.unit_path(unit.key), None
+
+
 def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -> list[str]:
     """Verify the cached graphs and trace units of ``specs``; delete invalid ones.
 
     Called at parse time so that Snakemake sees a corrupt, truncated or foreign file as
     missing and recomputes it (and everything downstream). Returns one message per file
-    removed.
+    removed. A file already verified (or recorded by :func:`remember_artefacts` after the
+    run that wrote it) with the same size, modification time and inode is not read again:
+    the memo ``{cache}/verified.json`` keeps a dry run of a workflow with hundreds of units
+    fast. ``phasemake cache verify`` reads everything.
 
     Examples
     --------
@@ -90,33 +161,113 @@ def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -
     >>> discard_invalid_artefacts(tempfile.mkdtemp(), ["0" * 32])
     []
     """
-    from .tracefile import read_plan, read_unit
+    from .tracefile import read_unit
 
-    messages = []
-    graphs = GraphCache(cache)
-    for spec in specs:
-        problem = graphs.discard_if_invalid(spec)
-        if problem:
-            messages.append(problem)
-        plan = graphs.plan_path(spec)
-        if not plan.exists():
+    root = Path(cache)
+    graphs = GraphCache(root)
+    memo = _read_memo(root)
+    changed, messages, now = False, [], time.time()
+    for kind, path, problem in _artefacts(graphs, specs):
+        if kind == "plan":
+            path.unlink(missing_ok=True)
+            messages.append(f"{problem}; removed it so it is re-planned")
+            continue
+        stamp, key = _stamp(path), str(path.relative_to(root))
+        if stamp is None or memo.get(key) == stamp:
             continue
         try:
-            units, _ = read_plan(plan)
-        except ArtefactError as err:  # a broken plan is re-planned
-            plan.unlink(missing_ok=True)
-            messages.append(f"{err}; removed it so it is re-planned")
-            continue
-        for unit in units:
-            path = graphs.unit_path(unit.key)
-            if not path.exists():
-                continue
-            try:
-                read_unit(path)
-            except ArtefactError as err:
-                path.unlink(missing_ok=True)
-                messages.append(f"{err}; removed it so it is recomputed")
+            read_graph(path) if kind == "graph" else read_unit(path)
+        except ArtefactError as err:
+            path.unlink(missing_ok=True)
+            memo.pop(key, None)
+            verb = "rebuilt" if kind == "graph" else "recomputed"
+            messages.append(f"{err}; removed it so it is {verb}")
+        else:
+            if now - stamp[1] / 1e9 > SETTLE_SECONDS:
+                memo[key] = stamp
+        changed = True
+    if changed:
+        _write_memo(root, memo)
     return messages
+
+
+def remember_artefacts(cache: str | os.PathLike[str], specs: list[str]) -> int:
+    """Record the graph and unit files of ``specs`` as verified without reading them (at
+    the end of a run: each was either verified at parse time or written by a job of the
+    run). Returns how many were recorded."""
+    root = Path(cache)
+    memo = _read_memo(root)
+    count = 0
+    for kind, path, _ in _artefacts(GraphCache(root), specs):
+        stamp = _stamp(path) if kind != "plan" else None
+        if stamp is not None:
+            key = str(path.relative_to(root))
+            count += memo.get(key) != stamp
+            memo[key] = stamp
+    if count:
+        _write_memo(root, memo)
+    return count
+
+
+def data_rows(analysis: dict[str, Any]) -> int:
+    """Rows of an analysis's data, known at parse time without reading the data: the
+    simulated size (or windows), else from the file's header (``.npy``, ``.npz``, ``.h5``)
+    or its line count (text); 0 when that fails (the data job then reports why)."""
+    data = analysis["data"]
+    if "simulate" in data:
+        sim = data["simulate"]
+        return int(
+            sim["size"] if analysis["observations"] == "absorption_times" else sim["windows"]
+        )
+    path = Path(data["file"])
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".trees":
+            return int(data.get("windows", 1))
+        if suffix == ".npy":
+            import numpy as np
+
+            return int(np.load(path, mmap_mode="r").shape[0])
+        if suffix == ".npz":
+            import zipfile
+
+            import numpy as np
+
+            with zipfile.ZipFile(path) as z, z.open(z.namelist()[0]) as fh:
+                fmt = np.lib.format
+                major, _ = fmt.read_magic(fh)
+                read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+                shape = read(fh)[0]
+            return int(shape[0])
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return max((f[k].shape[0] for k in f if isinstance(f[k], h5py.Dataset)), default=0)
+        with open(path, "rb") as fh:  # text: one row a line, less the header
+            return max(
+                sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1, 0
+            )
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0
+
+
+def resolve_chunks(analyses: dict[str, dict[str, Any]]) -> None:
+    """Replace ``chunks: auto`` in each analysis with ``ceil(rows / chunk_rows)`` (at least
+    1), in place, so that the rest of the workflow sees a number. The count depends on the
+    data only, never on ``--cores``: results stay the same on any machine.
+
+    Examples
+    --------
+    >>> a = {"observations": "sfs", "chunks": "auto", "chunk_rows": 100,
+    ...      "data": {"simulate": {"windows": 250}}}
+    >>> resolve_chunks({"x": a}); a["chunks"]
+    3
+    """
+    for a in analyses.values():
+        if a.get("chunks", "auto") == "auto":
+            rows = data_rows(a)
+            a["chunks"] = max(1, -(-rows // int(a.get("chunk_rows", DEFAULT_CHUNK_ROWS))))
 
 
 def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:

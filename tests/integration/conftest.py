@@ -13,7 +13,7 @@ import yaml
 
 from tests.conftest import REPO
 
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "models", "profiles")
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "models", "profiles", "report")
 
 
 class Workflow:

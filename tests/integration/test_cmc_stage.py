@@ -221,19 +221,28 @@ def test_failing_shard_is_retried_then_named(finished, tmp_path):
 
 
 def test_full_data_nuts_on_request_agrees_with_the_consensus(finished, tmp_path):
+    """Full-data NUTS (S = 1) against the refined consensus at S = 3, then 2 and 4 (only
+    the plan, the shards and the combination re-run; the S = 1 file is reused)."""
     root = tmp_path / "copy"
     shutil.copytree(finished.root, root, symlinks=True)
     from tests.integration.conftest import Workflow
 
-    Workflow(root).snakemake("--cores", "2", f"{CMC}/compare_full.json")
-    full = read_shard(root / CMC / "S1/shard0.h5")
-    assert full.meta["shards"] == 1 and full.meta["rows"] == 6000
-    result = read_json_artefact(
-        root / CMC / "compare_full.json", kind="phasemake.posterior_comparison", versions=(1,)
-    )
-    assert result["agreement"] == {
-        "thresholds": result["agreement"]["thresholds"],
-        "means": True,
-        "sds": True,
-        "correlations": True,
-    }, result["parameters"]
+    wf = Workflow(root)
+    for shards in (3, 2, 4):
+        wf.write_config(_config(shards=shards))
+        out = wf.snakemake("--cores", "2", f"{CMC}/compare_full.json").stderr
+        assert out.count("rule sample_shard:") == (1 if shards == 3 else shards), shards
+        full = read_shard(root / CMC / "S1/shard0.h5")
+        assert full.meta["shards"] == 1 and full.meta["rows"] == 6000
+        result = read_json_artefact(
+            root / CMC / "compare_full.json", kind="phasemake.posterior_comparison", versions=(1,)
+        )
+        assert result["shards"] == shards
+        assert result["agreement"] == {
+            "thresholds": result["agreement"]["thresholds"],
+            "means": True,
+            "sds": True,
+            "correlations": True,
+        }, (shards, result["parameters"])
+        refinement = _summary(root)["refinement"]
+        assert refinement["applied"] and refinement["pareto_k"] <= 0.7, refinement

@@ -82,7 +82,10 @@ def test_file_passes_equal_in_process_passes(finished):
         def run(phi):
             budget = model.budget(phi, meta["t_max"])
             return Accumulator.total(
-                [model.accumulate(phi, blocks[b], budget=budget) for b in chunks[c]]
+                [
+                    model.accumulate(phi, blocks[b], budget=budget, rows=meta["block_rows"])
+                    for b in chunks[c]
+                ]
             )
 
         return run

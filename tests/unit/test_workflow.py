@@ -79,3 +79,89 @@ def test_identical_models_share_a_spec():
     entry = {"callback": "phasemake.models:kingman", "params": {"n": 4}}
     specs = resolve_model_specs({"a": entry, "b": dict(entry)})
     assert specs["a"].spec == specs["b"].spec
+
+
+def _cache_with_unit(root):
+    """A cache with one graph, its plan and its one unit, all valid and old enough to be
+    remembered; returns (spec, graph path, unit path)."""
+    import os
+
+    from phasemake import GraphCache, plan_units, spec_hash
+    from phasemake.models import kingman
+    from phasemake.tracefile import record_unit, write_plan, write_unit
+
+    cache = GraphCache(root)
+    graph = cache.load_or_build(kingman, n=5)
+    spec = spec_hash(kingman, n=5)
+    _, units = plan_units(graph)
+    write_plan(units, {"spec": spec}, cache.plan_path(spec))
+    unit = cache.unit_path(units[0].key)
+    write_unit(record_unit(graph, units[0]), unit)
+    for path in (cache.graph_path(spec), unit):  # written a minute ago
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - 60 * 10**9))
+    return spec, cache.graph_path(spec), unit
+
+
+def test_verified_artefacts_are_not_read_again_until_they_change(tmp_path, monkeypatch):
+    import h5py
+
+    from phasemake import tracefile
+    from phasemake.workflow import discard_invalid_artefacts
+
+    spec, graph, unit = _cache_with_unit(tmp_path)
+    reads = []
+    real = tracefile.read_unit
+    monkeypatch.setattr(tracefile, "read_unit", lambda p: reads.append(p) or real(p))
+    assert discard_invalid_artefacts(tmp_path, [spec]) == []
+    assert reads == [unit] and (tmp_path / "verified.json").exists()
+    assert discard_invalid_artefacts(tmp_path, [spec]) == []
+    assert reads == [unit]  # remembered: not read again
+    with h5py.File(unit, "r+") as f:  # corrupt it: its mtime changes
+        f["edge_coef"][...] = f["edge_coef"][()] + 1.0
+    (problem,) = discard_invalid_artefacts(tmp_path, [spec])
+    assert "is corrupt" in problem and not unit.exists() and graph.exists()
+
+
+def test_artefacts_written_by_a_run_are_remembered_without_reading(tmp_path, monkeypatch):
+    from phasemake import tracefile
+    from phasemake.workflow import discard_invalid_artefacts, remember_artefacts
+
+    spec, _, _ = _cache_with_unit(tmp_path)
+    assert remember_artefacts(tmp_path, [spec]) == 2  # the graph and the unit
+    assert remember_artefacts(tmp_path, [spec]) == 0
+    monkeypatch.setattr(tracefile, "read_unit", lambda p: pytest.fail(f"read {p}"))
+    assert discard_invalid_artefacts(tmp_path, [spec]) == []
+
+
+def test_auto_chunks_follow_the_size_of_the_data(tmp_path):
+    import numpy as np
+
+    from phasemake.workflow import data_rows, resolve_chunks
+
+    np.save(tmp_path / "t.npy", np.ones((2500, 1)))
+    (tmp_path / "t.csv").write_text("time\n" + "1.0\n" * 1200)
+    analyses = {
+        "sim": {"observations": "absorption_times", "data": {"simulate": {"size": 20000}}},
+        "npy": {"observations": "absorption_times", "data": {"file": str(tmp_path / "t.npy")}},
+        "csv": {"observations": "absorption_times", "data": {"file": str(tmp_path / "t.csv")}},
+        "set": {"observations": "sfs", "chunks": 7, "data": {"simulate": {"windows": 10}}},
+    }
+    assert data_rows(analyses["csv"]) == 1200
+    for a in analyses.values():
+        a.setdefault("chunks", "auto")
+        a["chunk_rows"] = 1000
+    resolve_chunks(analyses)
+    assert {n: a["chunks"] for n, a in analyses.items()} == {
+        "sim": 20,
+        "npy": 3,
+        "csv": 2,
+        "set": 7,
+    }
+    shipped = copy.deepcopy(CONFIG["analyses"])
+    keys = SCHEMA["properties"]["analyses"]["additionalProperties"]["properties"]
+    for a in shipped.values():
+        a.setdefault("chunks", keys["chunks"]["default"])
+        a.setdefault("chunk_rows", keys["chunk_rows"]["default"])
+    resolve_chunks(shipped)
+    assert all(a["chunks"] == 1 for a in shipped.values())  # small data: one chunk a pass

@@ -1,0 +1,19 @@
+"""The diagnostics table of an analysis: per-shard sampler health, heterogeneity, NLSQ."""
+
+from phasemake.joblog import job_log
+from phasemake.tables import diagnostics_table, read_fit, read_posterior_summary, write_html
+
+snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
+
+with job_log(snakemake.log[0], "tabulate_diagnostics") as log:
+    fit = read_fit(snakemake.input.fit)
+    summary = snakemake.input.get("posterior")
+    posterior = read_posterior_summary(summary) if summary else None
+    page = diagnostics_table(
+        snakemake.wildcards.analysis,
+        fit,
+        posterior=posterior,
+        max_rhat=snakemake.params.max_rhat,
+    )
+    write_html(page, snakemake.output.table)
+    log.info("wrote %s (posterior: %s)", snakemake.output.table, summary or "none")
