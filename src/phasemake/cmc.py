@@ -239,6 +239,7 @@ def sample_shard(
             settings=settings,
             seed=seed,
             threads=threads,
+            pad_rows=-(-obs.n_rows // shards),  # every shard: one shape, one program
         )
     except ShardQualityError as err:
         _record_attempt(history, [*earlier, {**record, "problem": str(err)}])

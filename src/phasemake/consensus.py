@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from .artefact import read_artefact, write_artefact
 
@@ -92,6 +91,8 @@ def gaussian_product(
 
 def heterogeneity(shards: Sequence[np.ndarray], center: np.ndarray) -> dict[str, Any]:
     """Between-shard heterogeneity around the consensus mean ``center`` (see module)."""
+    import scipy.stats  # here: shard jobs import this module and need no SciPy stats
+
     means, covs = _moments(shards)
     s, p = means.shape
     dev = means - center

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-import scipy.stats
 
 __all__ = ["MAX_PARETO_K", "Refinement", "full_data_log_density", "importance_refine", "resample"]
 
@@ -99,6 +98,8 @@ def importance_refine(
     >>> r.reliable, abs(float(r.weights @ r.phi[:, 0])) < 0.05
     (True, True)
     """
+    import scipy.stats
+
     flat = np.asarray(draws, dtype=np.float64).reshape(-1, np.shape(draws)[-1])
     if proposals < 100:
         raise ValueError(f"proposals={proposals}: expected at least 100 points")

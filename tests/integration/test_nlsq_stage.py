@@ -108,7 +108,8 @@ def test_one_core_writes_the_same_bytes(finished, workflow):
     workflow.write_config(CONFIG)
     workflow.snakemake("--cores", "1")
     for a in sorted((finished.root / "results").rglob("*")):
-        if a.is_file():
+        # the report's tables show job times and where each unit was recorded
+        if a.is_file() and "report" not in a.relative_to(finished.root).parts:
             b = workflow.root / a.relative_to(finished.root)
             assert a.read_bytes() == b.read_bytes(), a
 

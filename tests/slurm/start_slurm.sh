@@ -8,6 +8,7 @@
 #   bash tests/slurm/start_slurm.sh          install (if needed), configure, start, health-check
 #   bash tests/slurm/start_slurm.sh status   exit 0 iff slurmctld and slurmd run and answer
 #   bash tests/slurm/start_slurm.sh stop     stop the daemons this script started (by pidfile)
+#                                            and remove the slurm.conf it wrote
 #
 # Idempotent: a second start re-uses running daemons; a changed slurm.conf restarts them.
 # It writes /etc/slurm/slurm.conf and refuses to overwrite one it did not write.
@@ -45,6 +46,10 @@ case "${1:-start}" in
     stop_pid slurmctld $RUN/slurmctld.pid
     stop_pid munged $RUN/munged.pid
     rm -f $RUN/conf.sha
+    # without a controller, a slurm.conf makes every later `snakemake` start wait ~9 s: the
+    # SLURM executor plugin runs `scontrol show config` on import (10 s timeout). Remove
+    # ours, so that the machine behaves as before the cluster was started.
+    if [[ -f $CONF ]] && head -1 $CONF | grep -qxF "$MARK"; then rm -f $CONF; fi
     exit 0
     ;;
   status)
