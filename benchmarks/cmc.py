@@ -8,9 +8,9 @@ In one run, on a temporary copy of the workflow with one analysis of the default
 2. full-data NUTS (S = 1, ``results/{analysis}/cmc/S1/shard0.h5``) with ``--cores 2``;
    as the first NUTS job it also compiles with a cold JAX cache;
 3. the consensus (S from the config, ``auto`` by default) with ``--cores 2``, then, after
-   deleting the CMC outputs and the JAX compilation cache, with ``--cores 1`` (each
-   shard's data are constants of its compiled program, so shards do not share cache
-   entries; the same shards again would);
+   deleting the CMC outputs and the JAX compilation cache, with ``--cores 1`` (both runs
+   start cold: the first shard job compiles the NUTS programs, which take the data as
+   arguments, and the other shards load them from the cache);
 4. the consensus against full-data NUTS (``compare_full.json``);
 5. per shard job: Snakemake's wall time (``benchmark:`` file), the Python start before
    the script, imports, JAX compile seconds (all chains, from ``jax.monitoring``), warm-up
@@ -132,8 +132,7 @@ def main() -> None:
     shutil.copytree(cmc / f"S{parts}", root / "cores2", dirs_exist_ok=True)
     for path in [cmc / f"S{parts}", cmc / "consensus.h5", cmc / "consensus.json"]:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    # the shards' data are constants of their compiled programs: the --cores 2 run's cache
-    # entries would let this run skip compilation, which new data never would
+    # both runs start from a cold cache, so that they pay the same compilation
     shutil.rmtree(root / "cache/jax")
     one = snakemake(root, "--cores", "1", target)
     rows_one = shard_costs(root, args.analysis, parts)
