@@ -58,6 +58,11 @@ wildcard_constraints:
     shard="[0-9]+",
 
 
+# Only a configured model's graph can be built. The graph of a model that has left the config
+# stays in the cache as a plain file: units first claimed by its plan are recorded from it.
+CONFIGURED_SPECS = "|".join(SPEC_MODELS)
+
+
 def graph_files():
     """Every configured model's graph file."""
     return [f"{CACHE}/graphs/{spec}.h5" for spec in SPEC_MODELS]
@@ -95,18 +100,25 @@ def _unit_source(unit):
 
 
 def unit_inputs(wildcards):
-    """The unit's claim manifest, which names the graph it is recorded from, and that
-    graph when it is a configured model's: a rebuild of the graph (Snakemake removes the
-    old file first) then runs before the unit's job, never beside it.
+    """The unit's claim manifest and the graph it names (the graph of the plan that
+    claimed the unit first). The set never changes for a unit, whatever the config, so
+    Snakemake's input trigger never re-records a unit that is already in the cache; and a
+    rebuild of a configured graph (Snakemake removes the old file first) runs before the
+    unit's job, never beside it.
 
-    Otherwise the graph is not declared as an input: it belongs to a model no longer in
-    the config (its graph stays in the cache), and it exists whenever the manifest does.
+    The graph of a model no longer in the config stays in the cache; if it was deleted,
+    the unit cannot be re-recorded from it, and the error says how to re-plan.
     """
     path, source = _unit_source(wildcards.unit)
-    spec = os.path.splitext(os.path.basename(source["graph"]))[0]
-    if spec in SPEC_MODELS:
-        return {"source": path, "graph": f"{CACHE}/graphs/{spec}.h5"}
-    return {"source": path}
+    graph = source["graph"]
+    spec = os.path.splitext(os.path.basename(graph))[0]
+    if spec not in SPEC_MODELS and not os.path.exists(graph):
+        raise ValueError(
+            f"unit {wildcards.unit} was claimed by the plan of a model no longer in the "
+            f"config, and that model's graph {graph} is gone; delete {CACHE}/traces/ "
+            "(plans, units and claims) so that the configured models are re-planned"
+        )
+    return {"source": path, "graph": graph}
 
 
 def unit_plan_entry(wildcards):
@@ -195,13 +207,9 @@ def loaded_runtime(wildcards, input, attempt):
     return int((10 + _size_mb(*input) / 100) * attempt)
 
 
-def _unit_graph(wildcards):
-    return _unit_source(wildcards.unit)[1]["graph"]
-
-
-def unit_mem_mb(wildcards, attempt):
-    """A trace unit loads its graph (named by the claim manifest, not an input)."""
-    return int((BASE_MEM_MB + 10 * _size_mb(_unit_graph(wildcards))) * _growth(attempt))
+def unit_mem_mb(wildcards, input, attempt):
+    """A trace unit loads its graph (the one its claim manifest names)."""
+    return int((BASE_MEM_MB + 10 * _size_mb(input.graph)) * _growth(attempt))
 
 
 def unit_runtime(wildcards, attempt):

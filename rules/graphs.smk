@@ -8,6 +8,8 @@ rule build_graph:
         "logs/build_graph/{spec}.log",
     benchmark:
         "logs/build_graph/{spec}.benchmark.tsv"
+    wildcard_constraints:
+        spec=CONFIGURED_SPECS,
     group:
         "graphs"
     conda:

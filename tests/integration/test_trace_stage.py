@@ -90,3 +90,29 @@ def test_units_are_jobs_shared_parallel_and_minimal(workflow):
     assert "rule record_trace_unit" in out and "rule stitch_trace" in out
     phasemake.read_unit(workflow.root / f"cache/traces/units/{victim}.h5")
     assert workflow.planned("record_trace_unit") == 0
+
+
+def test_units_of_a_model_that_left_the_config_are_reused(workflow):
+    # chain n=8 plans (claims) all eight units; kingman n=6 then needs six of them
+    (workflow.root / "models/chain.py").write_text(CHAIN)
+    config = {**CONFIG, "models": {"chain": CONFIG["models"]["chain"]}}
+    workflow.write_config(config)
+    workflow.snakemake("--cores", "1")
+    first = units(workflow)
+    config["models"] = {"kingman": CONFIG["models"]["kingman"]}
+    workflow.write_config(config)
+    assert workflow.planned("record_trace_unit") == 0
+    proc = workflow.snakemake("--cores", "1")
+    assert "rule record_trace_unit" not in proc.stdout + proc.stderr
+    assert units(workflow) == first
+    spec = phasemake.spec_hash(kingman, n=6)
+    trace = phasemake.load_trace(workflow.root / f"cache/traces/{spec}.h5")
+    assert float(trace.expectation([1.0])) == pytest.approx(2 * (1 - 1 / 6), rel=1e-12)
+
+    # without the departed model's graph the units cannot be re-recorded: a clear error
+    chain_graph = next(p for p in (workflow.root / "cache/graphs").glob("*.h5") if p.stem != spec)
+    chain_graph.unlink()
+    proc = workflow.snakemake("-n", check=False)
+    assert proc.returncode != 0
+    assert "no longer in the config" in proc.stdout + proc.stderr
+    assert "delete cache/traces/" in proc.stdout + proc.stderr
