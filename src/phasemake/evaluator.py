@@ -96,6 +96,12 @@ def _structure(arrays: dict[str, np.ndarray], jptr: np.ndarray) -> tuple[_Level,
     return tuple(levels)
 
 
+def _index_dtype(*sizes: int) -> type:
+    """int32 when every vertex and edge index fits (the evaluator is memory-bound: the
+    solves stream each edge's source, target and coefficient once per θ), else int64."""
+    return np.int32 if max(sizes) < 2**31 else np.int64
+
+
 def _rates(data: TraceData, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
     return data.edge_coef @ theta, data.out_coef @ theta
 
@@ -276,16 +282,18 @@ class Trace:
         out_coef = np.zeros((n, coef.shape[1]))
         np.add.at(out_coef, arrays["edge_src"], coef)
         perm, jptr = _in_edges(arrays)
+        index = _index_dtype(n, coef.shape[0])  # int32 indices: less memory to stream
+        src, tgt = arrays["edge_src"].astype(index), arrays["edge_tgt"].astype(index)
         self.data = TraceData(
-            edge_src=jnp.asarray(arrays["edge_src"]),
-            edge_tgt=jnp.asarray(arrays["edge_tgt"]),
+            edge_src=jnp.asarray(src),
+            edge_tgt=jnp.asarray(tgt),
             edge_coef=jnp.asarray(coef),
-            in_src=jnp.asarray(arrays["edge_src"][perm]),
-            in_tgt=jnp.asarray(arrays["edge_tgt"][perm]),
+            in_src=jnp.asarray(src[perm]),
+            in_tgt=jnp.asarray(tgt[perm]),
             in_coef=jnp.asarray(coef[perm]),
             out_coef=jnp.asarray(out_coef),
-            order=jnp.asarray(arrays["order"]),
-            position=jnp.asarray(np.argsort(arrays["order"])),
+            order=jnp.asarray(arrays["order"].astype(index)),
+            position=jnp.asarray(np.argsort(arrays["order"]).astype(index)),
             alpha=jnp.asarray(alpha),
             absorbing=jnp.asarray(absorbing),
         )

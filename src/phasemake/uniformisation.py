@@ -21,6 +21,10 @@ The work is ``K`` sparse products per interval, about ``∫ λ(t) dt`` in total 
 Without a fixed budget the intervals run until ``t_max`` is covered (eager evaluation);
 inside ``jit``, ``grad`` or ``vmap`` the number of steps ``n_terms`` must be fixed
 beforehand, and times beyond what those steps cover come back NaN, never silently wrong.
+A fixed budget is an upper bound, not the cost: the intervals after the one that covers
+``max(t)`` are skipped (``lax.cond``), forward and reverse, so a budget sized for the
+fastest θ a sampler may visit costs only what each θ needs (under ``vmap`` over θ the
+skip becomes a select and every interval is computed).
 """
 
 from __future__ import annotations
@@ -230,8 +234,21 @@ def series(
     advance = lambda s: _interval(data, rate, out, cap, reward, n_levels, s)  # noqa: E731
     first = _Interval(data.alpha, jnp.zeros((), dtype=theta.dtype))
     if n_intervals is not None:
+        t_end = jnp.max(t)
+        k = reward.shape[1]
+
+        def idle(state):  # every time is covered: the budget's other intervals cost nothing
+            far = jnp.full((), jnp.inf, dtype=theta.dtype)
+            return state, (far, jnp.ones((), theta.dtype), jnp.zeros((BLOCK, k), theta.dtype))
+
+        # rematerialised: the reverse pass keeps one π per interval (not one per step) and
+        # recomputes an interval's steps only where the forward pass ran them
+        run = jax.checkpoint(advance)
         last, (starts, lams, coeffs) = jax.lax.scan(
-            lambda s, _: advance(s), first, None, length=n_intervals
+            lambda s, _: jax.lax.cond(s.start <= t_end, run, idle, s),
+            first,
+            None,
+            length=n_intervals,
         )
         values = _assemble(starts, lams, coeffs, last.start, t)
         return _pick(values, kind), jnp.asarray(n_intervals)
