@@ -43,7 +43,7 @@ from phasemake.artefact import read_json_artefact  # noqa: E402
 
 PATTERNS = {
     "imports": re.compile(r"imports ([0-9.]+) s"),
-    "compile": re.compile(r"compile ([0-9.]+) s \(all chains\); total ([0-9.]+) s"),
+    "compile": re.compile(r"compile ([0-9.]+) s \(all chains\); total ([0-9.]+) s with (\d+) thr"),
     "warmup": re.compile(r"chain \d+: warm-up ([0-9.]+) s \(compile ([0-9.]+) s\)"),
     "sampling": re.compile(r"chain \d+: \d+ draws in ([0-9.]+) s \(compile ([0-9.]+) s\)"),
 }
@@ -64,19 +64,21 @@ def shard_costs(root: Path, analysis: str, parts: int) -> list[dict[str, float]]
     for s in range(parts):
         text = (folder / f"shard{s}.log").read_text()
         wall = float((folder / f"shard{s}.benchmark.tsv").read_text().splitlines()[1].split()[0])
-        compile_s, total = map(float, PATTERNS["compile"].findall(text)[-1])
+        compile_s, total, threads = map(float, PATTERNS["compile"].findall(text)[-1])
         warmup = [tuple(map(float, m)) for m in PATTERNS["warmup"].findall(text)]
         sampling = [tuple(map(float, m)) for m in PATTERNS["sampling"].findall(text)]
-        # chains overlap in threads: the phase's wall time is its slowest chain's; the
-        # draws proper are the sampling phase without the sampling loop's compilation
-        draws = max(w - k for w, k in sampling)
+        # with threads, chains overlap: a phase's wall time is its slowest chain's; with one
+        # thread they run one after the other and the phases add up. The draws proper are
+        # the sampling phase without the sampling loop's compilation
+        phase = max if threads > 1 else sum
+        draws = phase(w - k for w, k in sampling)
         rows.append(
             {
                 "wall": wall,
                 "start": wall - total,
                 "imports": float(PATTERNS["imports"].findall(text)[-1]),
                 "compile": compile_s,
-                "warmup": max(w for w, _ in warmup),
+                "warmup": phase(w for w, _ in warmup),
                 "draws": draws,
                 "fixed": wall - draws,
             }
