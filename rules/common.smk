@@ -227,7 +227,7 @@ def chunk_mem_mb(wildcards, attempt):
     """A chunk job streams its observations in blocks, so only the trace and one block
     (block_rows rows) are in memory."""
     rows = ANALYSES[wildcards.analysis]["block_rows"]
-    block_mb = rows * 64 / 2**20  # a few float64 columns and their derivatives
+    block_mb = rows * 256 / 2**20  # columns and derivatives: 250 B a row, measured
     trace_mb = _size_mb(_model_files(wildcards)["trace"])
     return int((BASE_MEM_MB + 10 * trace_mb + block_mb) * _growth(attempt))
 
