@@ -186,7 +186,7 @@ def _mixture_jvp(primals, tangents):
     decay = jnp.exp(-x)
     slope = _horner(diff, j, x) * decay
     # the coefficients' tangent is a Poisson mixture too: Horner again, O(T) memory (a
-    # (T, BLOCK) table of weights took ~7 kB per time: 14 GB for an NLSQ chunk of 2e6 rows)
+    # (T, BLOCK) table of weights took ~7 kB per time: 14 GB for 2e6 rows in one call)
     tangent = slope * dx + _horner(d_coeffs, j, x) * decay
     return _mixture(coeffs, j, x), tangent
 
