@@ -1,12 +1,11 @@
 # Config validation (strict JSON Schema, at parse time) and input functions.
 import functools
-import json
 import logging
 import os
 
 from snakemake.utils import min_version, validate
 
-from phasemake import read_plan
+from phasemake import claim_path, read_claim, read_plan
 from phasemake.nlsqstate import read_state
 from phasemake.shardplan import read_shard_plan
 from phasemake.workflow import (
@@ -89,14 +88,14 @@ def _unit_source(unit):
     """The manifest of the plan that claimed this unit first (see phasemake.claim_unit);
     read once per unit (a manifest is never rewritten), however many of the unit job's
     input, params and resources functions ask."""
-    path = f"{CACHE}/traces/units/{unit}.source.json"
+    units_dir = f"{CACHE}/traces/units"
+    path = str(claim_path(units_dir, unit))
     if not os.path.exists(path):
         raise ValueError(
             f"unit {unit} was claimed by no plan ({path} is missing); request traces "
-            "through `rule all`, or delete the plans under {CACHE}/traces/ to re-plan"
+            f"through `rule all`, or delete the plans under {CACHE}/traces/ to re-plan"
         )
-    with open(path) as fh:
-        return path, json.load(fh)
+    return path, read_claim(units_dir, unit)
 
 
 def unit_inputs(wildcards):

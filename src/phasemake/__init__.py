@@ -33,7 +33,9 @@ from .trace import UnitPlan, plan_units, record_unit, stitch_units
 # build graphs or record trace units do not pay for importing JAX.
 _LAZY = {
     "Trace": "evaluator",
+    "claim_path": "tracefile",
     "claim_unit": "tracefile",
+    "read_claim": "tracefile",
     "compile_trace": "tracefile",
     "load_trace": "tracefile",
     "read_plan": "tracefile",
@@ -102,6 +104,7 @@ __all__ = [
     "atomic_path",
     "build_graph",
     "canonical_encode",
+    "claim_path",
     "claim_unit",
     "combine",
     "compile_trace",

@@ -205,7 +205,8 @@ def trace_figure(
 
 
 def _density(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density of ``x`` on ``grid`` (Scott's bandwidth)."""
+    """Gaussian kernel density of ``x`` on ``grid`` (Silverman's rule-of-thumb bandwidth,
+    1.06 σ n^-1/5)."""
     bw = 1.06 * np.std(x) * len(x) ** -0.2 or 1e-12
     z = (grid[:, None] - x[None, :]) / bw
     return np.exp(-0.5 * z**2).sum(axis=1) / (len(x) * bw * np.sqrt(2 * np.pi))

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .artefact import atomic_path, read_json_artefact
+from .tracefile import read_claim
 
 __all__ = [
     "data_facts",
@@ -306,8 +306,7 @@ def unit_origins(
     both); ``recorded_here`` and ``seconds`` from its job's benchmark file, if any."""
     rows = []
     for unit in units:
-        with open(os.path.join(units_dir, f"{unit.key}.source.json")) as fh:
-            claimed_by = os.path.basename(os.path.dirname(json.load(fh)["plan"]))
+        claimed_by = os.path.basename(os.path.dirname(read_claim(units_dir, unit.key)["plan"]))
         here = os.path.exists(benchmarks[unit.key])
         seconds = read_benchmark(benchmarks[unit.key])["s"] if here else 0.0
         own = {"own": claimed_by == spec, "source": claimed_by}

@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "TRACE_FORMAT_VERSION",
+    "claim_path",
+    "claim_unit",
     "compile_trace",
     "load_trace",
+    "read_claim",
     "read_plan",
     "read_unit",
     "stitch_trace_files",
@@ -141,6 +144,17 @@ def stitch_trace_files(
     return stitch_units(graph, recorded), trace_meta(graph, units)
 
 
+def claim_path(units_dir: str | os.PathLike[str], key: str) -> Path:
+    """The claim manifest of unit ``key``: ``{units_dir}/{key}.source.json``."""
+    return Path(units_dir) / f"{key}.source.json"
+
+
+def read_claim(units_dir: str | os.PathLike[str], key: str) -> dict[str, Any]:
+    """The claim manifest of unit ``key`` written by :func:`claim_unit`: the ``graph`` the
+    unit is recorded from, the ``plan`` that claimed it first, and that plan's ``entry``."""
+    return json.loads(claim_path(units_dir, key).read_text())
+
+
 def claim_unit(unit: UnitPlan, *, units_dir: str | os.PathLike[str], graph: str, plan: str) -> Path:
     """Record which graph a unit is recorded from, unless another plan claimed it first.
 
@@ -149,7 +163,7 @@ def claim_unit(unit: UnitPlan, *, units_dir: str | os.PathLike[str], graph: str,
     """
     folder = Path(units_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{unit.key}.source.json"
+    final = claim_path(folder, unit.key)
     if final.exists():
         return final
     payload = {"graph": str(graph), "plan": str(plan), "entry": unit._asdict()}
