@@ -25,6 +25,13 @@ A fixed budget is an upper bound, not the cost: the intervals after the one that
 ``max(t)`` are skipped (``lax.cond``), forward and reverse, so a budget sized for the
 fastest θ a sampler may visit costs only what each θ needs (under ``vmap`` over θ the
 skip becomes a select and every interval is computed).
+
+Derivatives: an interval's steps have a tangent rule (``_steps``) that gathers
+``dp·φ + p·dφ`` once a step, so forward mode (NLSQ's Jacobians) costs ~1.4× the value
+and reverse mode, JAX's transpose of that rule, keeps one V-vector a step and costs ~2.2×
+(block-counting n = 30, ``benchmarks/trace.py``). Reverse mode keeps the steps of the
+whole budget while they fit in :data:`RESIDUAL_BYTES`; past that each interval is
+recomputed from its start (one forward pass more, ~3×).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ __all__ = [
     "DROP_TOL",
     "KINDS",
     "MAX_RATE_TIME",
+    "RESIDUAL_BYTES",
     "SPAN",
     "TAIL",
     "SeriesData",
@@ -57,6 +65,8 @@ BLOCK = 128
 TAIL = 1e-15
 #: Largest probability mass emptied from the top levels at an interval start.
 DROP_TOL = 1e-14
+#: Largest memory reverse mode keeps for a fixed budget's steps before it recomputes them.
+RESIDUAL_BYTES = 128 * 2**20
 #: Largest ``λ_max · t_max`` evaluated without a budget (≈ that many sparse products).
 MAX_RATE_TIME = 2.0**24
 
@@ -123,19 +133,12 @@ def series_data(arrays: dict[str, np.ndarray], alpha: np.ndarray) -> SeriesData:
     )
 
 
-def _poisson_weights(x) -> jax.Array:
-    """``Pois(n; x_i)`` for ``n < BLOCK``: shape ``(len(x), BLOCK)``."""
-    n = jnp.arange(BLOCK, dtype=jnp.float64)
-    log_w = jax.scipy.special.xlogy(n[None, :], x[:, None]) - x[:, None]
-    return jnp.exp(log_w - jax.scipy.special.gammaln(n + 1.0)[None, :])
-
-
 class _Interval(NamedTuple):
     pi: jax.Array  # distribution at the interval start
     start: jax.Array  # its time t_j
 
 
-def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _Interval):
+def _interval(data: SeriesData, theta, out, cap, reward, n_levels: int, state: _Interval):
     """Truncate, pick λ_j, run ``BLOCK`` steps: (next state, (t_j, λ_j, coefficients))."""
     mass = jax.ops.segment_sum(state.pi, data.level, n_levels, indices_are_sorted=True)
     above = jnp.cumsum(mass[::-1])[::-1] - mass  # mass strictly above each level
@@ -146,17 +149,76 @@ def _interval(data: SeriesData, rate, out, cap, reward, n_levels: int, state: _I
     # later times (a dead branch kept out of the derivative, which would be 0 · ∞)
     alive = cap[top] > 0
     lam = jnp.where(alive, cap[top], 1.0)
-    n = pi.shape[0]
-    weights = _poisson_weights(jnp.asarray([SPAN]))[0]
-
-    def step(carry, w):
-        p, acc = carry
-        flow = jax.ops.segment_sum(rate * p[data.src], data.tgt, n, indices_are_sorted=True)
-        return (p + (flow - out * p) / lam, acc + w * p), p @ reward
-
-    (_, end), coeffs = jax.lax.scan(step, (pi, jnp.zeros_like(pi)), weights)
+    coef = jax.lax.stop_gradient(data.coef)  # data: _steps's tangent rule has no term for it
+    end, coeffs = _steps(data.src, data.tgt, coef, theta / lam, out / lam, reward, pi)
     start = jnp.where(alive, state.start + SPAN / lam, jnp.inf)
     return _Interval(end, start), (state.start, lam, coeffs)
+
+
+def _flow(src, tgt, coef, u) -> jax.Array:
+    """``Σ_j A_jᵀ u[:, j]``: the flow into each vertex, rates ``coef[:, j]`` acting on the
+    columns of ``u`` (V, p). One gather of rows, one sorted segment sum."""
+    edge = jnp.sum(coef * u[src], axis=1)
+    return jax.ops.segment_sum(edge, tgt, u.shape[0], indices_are_sorted=True)
+
+
+#: Poisson weights ``Pois(n; SPAN)`` of an interval's ``BLOCK`` steps at its end.
+_WEIGHTS = np.exp(
+    np.arange(BLOCK) * math.log(SPAN)
+    - SPAN
+    - np.array([math.lgamma(n + 1.0) for n in range(BLOCK)])
+)
+
+
+def _step(src, tgt, rate, decay, reward, p, acc, w):
+    """One step ``p ← p + A(φ)ᵀp - decay·p``, the weighted sum and ``p · reward``."""
+    flow = jax.ops.segment_sum(rate * p[src], tgt, p.shape[0], indices_are_sorted=True)
+    return p + flow - decay * p, acc + w * p, p @ reward
+
+
+@jax.custom_jvp
+def _steps(src, tgt, coef, phi, decay, reward, pi):
+    """``BLOCK`` steps from ``pi`` with rates ``coef @ φ`` (``φ = θ/λ``, ``decay =
+    out/λ``): ``(Σ_n w_n p_n, (p_n · reward)_n)``.
+
+    The tangent rule gathers ``dp φ + p dφ`` in one go, so its transpose, which reverse
+    mode derives, keeps one V-vector a step (``p``) and does one gather and one scatter a
+    step. Differentiating the plain steps kept ``p[src]`` (one value per edge) and
+    accumulated a cotangent per edge every step: 4.5× the forward cost in all, now 2.2×.
+    """
+    rate = coef @ phi
+
+    def step(carry, w):
+        p, acc, c = _step(src, tgt, rate, decay, reward, *carry, w)
+        return (p, acc), c
+
+    (_, end), coeffs = jax.lax.scan(step, (pi, jnp.zeros_like(pi)), jnp.asarray(_WEIGHTS))
+    return end, coeffs
+
+
+@_steps.defjvp
+def _steps_jvp(primals, tangents):
+    src, tgt, coef, phi, decay, reward, pi = primals
+    # the edges are data: _interval passes coef through stop_gradient (no tangent)
+    *_, d_phi, d_decay, d_reward, d_pi = tangents
+    rate = coef @ phi
+
+    def step(carry, w):
+        p, acc, dp, dacc = carry
+        p_next, acc, c = _step(src, tgt, rate, decay, reward, p, acc, w)
+        # every product of p with a tangent takes the column p[:, None]: reverse mode then
+        # keeps one copy of p a step
+        col = p[:, None]
+        d_p = dp + _flow(src, tgt, coef, dp[:, None] * phi + col * d_phi)
+        d_p = d_p - decay * dp - (col * d_decay[:, None])[:, 0]
+        d_c = dp @ reward + jnp.sum(col * d_reward, axis=0)
+        return (p_next, acc, d_p, dacc + w * dp), (c, d_c)
+
+    zero = jnp.zeros_like(pi)
+    (_, end, _, d_end), (coeffs, d_coeffs) = jax.lax.scan(
+        step, (pi, zero, d_pi, zero), jnp.asarray(_WEIGHTS)
+    )
+    return (end, coeffs), (d_end, d_coeffs)
 
 
 def _horner(coeffs, j, x) -> jax.Array:
@@ -206,12 +268,12 @@ def _assemble(starts, lams, coeffs, end, t) -> jax.Array:
 
 
 def _setup(data: SeriesData, theta, kind: str, n_levels: int):
-    rate, out = data.coef @ theta, data.out_coef @ theta
+    out = data.out_coef @ theta
     level_rate = jax.ops.segment_max(out, data.level, n_levels, indices_are_sorted=True)
     cap = jax.lax.cummax(jnp.maximum(level_rate, 0.0))  # largest rate at or below a level
     columns = {"pdf": data.exit_coef @ theta, "survival": data.transient}
     reward = jnp.stack([columns[k] for k in KINDS[kind]], axis=1)  # (V, 1 or 2)
-    return rate, out, cap, reward
+    return out, cap, reward
 
 
 def series(
@@ -232,8 +294,8 @@ def series(
     the intervals run until ``max(t)`` is covered, at most ``limit`` of them (see
     :func:`interval_limit`; a forward-only ``while`` loop).
     """
-    rate, out, cap, reward = _setup(data, theta, kind, n_levels)
-    advance = lambda s: _interval(data, rate, out, cap, reward, n_levels, s)  # noqa: E731
+    out, cap, reward = _setup(data, theta, kind, n_levels)
+    advance = lambda s: _interval(data, theta, out, cap, reward, n_levels, s)  # noqa: E731
     first = _Interval(data.alpha, jnp.zeros((), dtype=theta.dtype))
     if n_intervals is not None:
         t_end = jnp.max(t)
@@ -243,11 +305,17 @@ def series(
             far = jnp.full((), jnp.inf, dtype=theta.dtype)
             return state, (far, jnp.ones((), theta.dtype), jnp.zeros((BLOCK, k), theta.dtype))
 
-        # rematerialised: the reverse pass keeps one π per interval (not one per step) and
-        # recomputes an interval's steps only where the forward pass ran them
-        run = jax.checkpoint(advance)
+        # reverse mode keeps each step's π (BLOCK V-vectors an interval) while the whole
+        # budget's take at most RESIDUAL_BYTES; past that the intervals are rematerialised
+        # (one π kept per interval, its steps recomputed where the forward pass ran them:
+        # one forward pass more, but a budget's unused intervals then cost no memory)
+        kept = n_intervals * BLOCK * data.alpha.shape[0] * 8
+
+        def run(state, _):
+            return jax.lax.cond(state.start <= t_end, advance, idle, state)
+
         last, (starts, lams, coeffs) = jax.lax.scan(
-            lambda s, _: jax.lax.cond(s.start <= t_end, run, idle, s),
+            run if kept <= RESIDUAL_BYTES else jax.checkpoint(run),
             first,
             None,
             length=n_intervals,
