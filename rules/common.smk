@@ -238,10 +238,12 @@ def chunk_runtime(wildcards, attempt):
 
 
 def shard_mem_mb(wildcards, attempt):
-    """A shard job holds its 1/S of the observations and the trace, per chain."""
+    """A shard job holds its 1/S of the observations and the trace, per chain, and each
+    chain's gradient keeps up to 128 MiB of uniformisation steps (RESIDUAL_BYTES in
+    phasemake.uniformisation, not imported here: it would load JAX at parse time)."""
     share = _observations_mb(wildcards) / int(wildcards.parts)
     chains = ANALYSES[wildcards.analysis]["cmc"]["chains"]
-    per_chain = 10 * (_size_mb(_model_files(wildcards)["trace"]) + share)
+    per_chain = 10 * (_size_mb(_model_files(wildcards)["trace"]) + share) + 134
     return int((BASE_MEM_MB + chains * per_chain) * _growth(attempt))
 
 
