@@ -264,10 +264,6 @@ def _make_solves(levels: tuple[_Level, ...]):
     return solve, occupation
 
 
-def _ones(data: TraceData) -> jax.Array:
-    return jnp.ones((data.order.shape[0], 1), dtype=data.edge_coef.dtype)
-
-
 def _zero_cotangent(data: TraceData) -> TraceData:
     """Zero cotangents for the trace arrays (they are constants of the model)."""
 
@@ -277,34 +273,6 @@ def _zero_cotangent(data: TraceData) -> TraceData:
         return np.zeros(a.shape, dtype=jax.dtypes.float0)
 
     return TraceData(*(zero(a) for a in data))
-
-
-def _make_expectation(levels: tuple[_Level, ...]):
-    """``E = z @ r`` (graph order) with a reverse mode costing one extra forward solve.
-
-    With ``z = α (-S)^{-1}`` and ``x = (-S)^{-1} r``, ``∂E/∂θ_p = -Σ_e c_ep z_i (x_i - x_j)``
-    over edges ``e = i → j`` (``x = 0`` at absorption), and ``∂E/∂r = z``.
-    """
-
-    @jax.custom_vjp
-    def expect(data: TraceData, theta, r):
-        return _occupation(levels, data, theta)[data.position] @ r
-
-    def fwd(data, theta, r):
-        z = _occupation(levels, data, theta)
-        return z[data.position] @ r, (data, theta, r, z)
-
-    def bwd(res, g):
-        data, theta, r, z = res
-        w = (r @ g)[data.order]  # combined rewards, trace order
-        x, y = _solve(levels, data, theta, w, edge_sums=True)
-        # Σ_e c_e z_i (x_i - x_j) = (z x) @ out_coef - z @ y, without gathers over edges
-        g_theta = z @ y - (z * x) @ data.out_coef
-        g_r = z[data.position][:, None] * g[None, :]
-        return _zero_cotangent(data), g_theta, g_r
-
-    expect.defvjp(fwd, bwd)
-    return expect
 
 
 class Trace:
@@ -367,9 +335,9 @@ class Trace:
         solve, occupation = _make_solves(self._levels)
         self._solve = jax.jit(solve)
         self._occupation = jax.jit(occupation)
-        expect = _make_expectation(self._levels)
-        self._expect = jax.jit(expect)
-        self._expect_time = jax.jit(lambda data, theta: expect(data, theta, _ones(data))[0])
+        # E = z @ r: the occupation's reverse mode is E's (one solve for any number of r)
+        self._expect = jax.jit(lambda data, theta, r: occupation(data, theta)[data.position] @ r)
+        self._expect_time = jax.jit(lambda data, theta: jnp.sum(occupation(data, theta)))
         self._series_data = uniformisation.series_data(arrays, alpha)
         self._out_coef = out_coef
         self._series = jax.jit(
