@@ -54,7 +54,13 @@ PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "models", "profiles"
 STAGES = {
     "graphs": {"build_graph"},
     "traces": {"plan_trace", "record_trace_unit", "stitch_trace"},
-    "NLSQ": {"prepare_observations", "accumulate_chunk", "step_nlsq", "summarise_nlsq"},
+    "NLSQ": {
+        "prepare_observations",
+        "accumulate_chunk",
+        "accumulate_sole_chunk",
+        "step_nlsq",
+        "summarise_nlsq",
+    },
     "CMC": {"plan_shards", "sample_shard", "combine_shards", "compare_full"},
 }
 PARALLEL = ("traces", "NLSQ", "CMC")

@@ -62,6 +62,20 @@ wildcard_constraints:
 CONFIGURED_SPECS = "|".join(SPEC_MODELS)
 
 
+def _any_of(names):
+    """A wildcard constraint matching exactly these names (none: a pattern that matches
+    nothing)."""
+    return "|".join(sorted(names)) or "(?!)"
+
+
+# A pass with one chunk has nothing to run side by side: its chunk job runs in the main
+# process (accumulate_sole_chunk, a localrule, like the reducer), so that under SLURM a small
+# analysis's NLSQ submits no job of a few seconds per pass. Passes with several chunks
+# submit them (accumulate_chunk). Analysis names are plain identifiers (schema).
+SOLE_CHUNK = _any_of(a for a, s in ANALYSES.items() if s["chunks"] == 1)
+SEVERAL_CHUNKS = _any_of(a for a, s in ANALYSES.items() if s["chunks"] > 1)
+
+
 def graph_files():
     """Every configured model's graph file."""
     return [f"{CACHE}/graphs/{spec}.h5" for spec in SPEC_MODELS]
@@ -609,7 +623,7 @@ def timing_benchmarks(wildcards):
         keys[("analysis", "parts", "shard")] = [
             {"analysis": a, "parts": count, "shard": s} for s in range(count)
         ]
-    files = {}
+    files, seen = {}, set()
     for each in workflow.rules:
         names = tuple(sorted(each.wildcard_names))
         if each.benchmark is None or names not in keys:
@@ -617,5 +631,8 @@ def timing_benchmarks(wildcards):
         if not cmc and any("/cmc/" in str(o) for o in each.output):
             continue  # a posterior rule of an analysis without posterior
         pattern = str(getattr(rules, each.name).benchmark)  # without the constraints
+        if pattern in seen:
+            continue  # accumulate_sole_chunk: accumulate_chunk's files, listed once
+        seen.add(pattern)
         files[each.name] = [pattern.format(**k) for k in keys[names]]
     return files

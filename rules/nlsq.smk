@@ -1,8 +1,10 @@
 # Stage 4: observations, then NLSQ passes: per pass one job per chunk, one reducer
 # (a checkpoint: the next pass exists only once this one's state says "running").
-# The reducer and the summary run in the main process. Chunk jobs are not grouped: a group
-# spanning two passes would contain jobs on both sides of the reducer (Snakemake refuses
-# it); under SLURM, set `chunks` so that a chunk job takes a minute or more.
+# The reducer and the summary run in the main process, and so does the chunk job of a pass
+# with one chunk (accumulate_sole_chunk: at most chunk_rows rows, seconds of work). Chunk
+# jobs are not grouped: a group spanning two passes would contain jobs on both sides of the
+# reducer (Snakemake refuses it); under SLURM, set `chunk_rows` so that a chunk job takes a
+# minute or more (about 1.2e8 rows).
 
 
 localrules:
@@ -41,6 +43,8 @@ rule accumulate_chunk:
         "logs/accumulate_chunk/{analysis}/pass{step}/chunk{chunk}.log",
     benchmark:
         "logs/accumulate_chunk/{analysis}/pass{step}/chunk{chunk}.benchmark.tsv"
+    wildcard_constraints:
+        analysis=SEVERAL_CHUNKS,
     conda:
         "../envs/phasemake.yaml"
     threads: 1
@@ -53,6 +57,12 @@ rule accumulate_chunk:
         compilation_cache=f"{CACHE}/jax",
     script:
         "../scripts/accumulate_chunk.py"
+
+
+use rule accumulate_chunk as accumulate_sole_chunk with:
+    wildcard_constraints:
+        analysis=SOLE_CHUNK,
+    localrule: True
 
 
 checkpoint step_nlsq:

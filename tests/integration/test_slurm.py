@@ -65,10 +65,23 @@ CONFIG = {
                 "seed": 5,
                 "refine": "none",
             },
-        }
+        },
+        # one chunk a pass: its chunk jobs run in the main process (accumulate_sole_chunk)
+        "small": {
+            "model": "kingman",
+            "observations": "absorption_times",
+            "data": {"simulate": {"theta": {"coal": 1.0}, "size": 300, "seed": 4}},
+            "chunks": 1,
+            "nlsq": {"initial": {"coal": 1.008}, "ftol": 1.0e-6, "xtol": 1.0e-4},
+            "cmc": {"enabled": False},
+        },
     },
 }
-TARGETS = ("results/times/nlsq/fit.json", "results/times/cmc/consensus.json")
+TARGETS = (
+    "results/times/nlsq/fit.json",
+    "results/times/cmc/consensus.json",
+    "results/small/nlsq/fit.json",
+)
 #: Rules that are not localrules, hence SLURM jobs (one or several jobs per SLURM job).
 REMOTE_RULES = {
     "build_graph",
@@ -78,7 +91,14 @@ REMOTE_RULES = {
     "sample_shard",
     "combine_shards",
 }
-LOCAL_RULES = {"plan_trace", "stitch_trace", "step_nlsq", "summarise_nlsq", "plan_shards"}
+LOCAL_RULES = {
+    "plan_trace",
+    "stitch_trace",
+    "accumulate_sole_chunk",
+    "step_nlsq",
+    "summarise_nlsq",
+    "plan_shards",
+}
 
 
 def _why_not() -> str | None:
@@ -227,8 +247,8 @@ def test_slurm_run_equals_local_run(cluster, tmp_path):
     # localrules ran in the main process
     for rule in LOCAL_RULES:
         assert re.search(rf"^localrule {rule}:|^localcheckpoint {rule}:", out, re.M), rule
-    # small jobs shared SLURM jobs: 1 graph + 3 units + observations + 2 passes × 2 chunks
-    # + 2 shards + 1 combination = 12 jobs in 1 + 1 + 1 + 4 + 2 + 1 = 10 SLURM jobs
+    # small jobs shared SLURM jobs: 1 graph + 3 units + 2 observations + 2 passes × 2
+    # chunks + 2 shards + 1 combination = 13 jobs in 1 + 1 + 2 + 4 + 2 + 1 = 11 SLURM jobs
     remote_jobs = sum(
         len(list((slurm_root / "logs" / rule).rglob("*.benchmark.tsv"))) for rule in REMOTE_RULES
     )
