@@ -10,7 +10,6 @@ from phasemake.nlsqstate import read_state
 from phasemake.shardplan import read_shard_plan
 from phasemake.workflow import (
     check_analyses,
-    data_rows,
     discard_invalid_artefacts,
     remember_artefacts,
     resolve_chunks,
@@ -31,8 +30,8 @@ for _name, _m in MODELS.items():
 
 ANALYSES = config["analyses"]
 check_analyses(ANALYSES, MODELS)
-_SET_CHUNKS = [a for a, s in ANALYSES.items() if s["chunks"] != "auto"]
-resolve_chunks(ANALYSES)  # chunks: auto -> a number, from the size of the data
+# chunks: auto -> a number, from the size of the data; and the analyses with one small chunk
+SMALL_CHUNK = resolve_chunks(ANALYSES)
 
 if workflow.is_main_process:
     for _problem in discard_invalid_artefacts(CACHE, list(SPEC_MODELS)):
@@ -70,22 +69,13 @@ def _any_of(names):
     return "|".join(sorted(names)) or "(?!)"
 
 
-def _small(name):
-    """One chunk of at most chunk_rows rows (so with chunks: auto; a chunks: 1 set by hand
-    is counted, and may be far bigger)."""
-    a = ANALYSES[name]
-    if a["chunks"] != 1:
-        return False
-    return name not in _SET_CHUNKS or data_rows(a) <= a["chunk_rows"]
-
-
 # A pass with one small chunk has nothing to run side by side: its chunk job runs in the
 # main process (accumulate_sole_chunk, a localrule, like the reducer; at most chunk_rows
 # rows, ~12 s by default), so under SLURM a small analysis's NLSQ submits no job of a few
 # seconds per pass. Other chunk jobs are submitted (accumulate_chunk). Analysis names are
 # plain identifiers (schema).
-SOLE_CHUNK = _any_of(a for a in ANALYSES if _small(a))
-SEVERAL_CHUNKS = _any_of(a for a in ANALYSES if not _small(a))
+SOLE_CHUNK = _any_of(SMALL_CHUNK)
+SEVERAL_CHUNKS = _any_of(set(ANALYSES) - SMALL_CHUNK)
 
 
 def graph_files():

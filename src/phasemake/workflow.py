@@ -253,22 +253,34 @@ def data_rows(analysis: dict[str, Any]) -> int:
         return 0
 
 
-def resolve_chunks(analyses: dict[str, dict[str, Any]]) -> None:
+def resolve_chunks(analyses: dict[str, dict[str, Any]]) -> set[str]:
     """Replace ``chunks: auto`` in each analysis with ``ceil(rows / chunk_rows)`` (at least
     1), in place, so that the rest of the workflow sees a number. The count depends on the
     data only, never on ``--cores``: results stay the same on any machine.
+
+    Returns the analyses whose passes have one chunk of at most ``chunk_rows`` rows (their
+    chunk job runs in Snakemake's main process); a ``chunks: 1`` set by hand is counted.
 
     Examples
     --------
     >>> a = {"observations": "sfs", "chunks": "auto", "chunk_rows": 100,
     ...      "data": {"simulate": {"windows": 250}}}
-    >>> resolve_chunks({"x": a}); a["chunks"]
-    3
+    >>> b = {"observations": "sfs", "chunks": 1, "chunk_rows": 100,
+    ...      "data": {"simulate": {"windows": 50}}}
+    >>> resolve_chunks({"x": a, "y": b}), a["chunks"]
+    ({'y'}, 3)
     """
-    for a in analyses.values():
+    small = set()
+    for name, a in analyses.items():
+        limit = int(a.get("chunk_rows", DEFAULT_CHUNK_ROWS))
         if a.get("chunks", "auto") == "auto":
-            rows = data_rows(a)
-            a["chunks"] = max(1, -(-rows // int(a.get("chunk_rows", DEFAULT_CHUNK_ROWS))))
+            a["chunks"] = max(1, -(-data_rows(a) // limit))
+            one_small = a["chunks"] == 1
+        else:
+            one_small = a["chunks"] == 1 and data_rows(a) <= limit
+        if one_small:
+            small.add(name)
+    return small
 
 
 def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:

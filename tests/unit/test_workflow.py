@@ -146,22 +146,28 @@ def test_auto_chunks_follow_the_size_of_the_data(tmp_path):
         "npy": {"observations": "absorption_times", "data": {"file": str(tmp_path / "t.npy")}},
         "csv": {"observations": "absorption_times", "data": {"file": str(tmp_path / "t.csv")}},
         "set": {"observations": "sfs", "chunks": 7, "data": {"simulate": {"windows": 10}}},
+        "one": {"observations": "sfs", "chunks": 1, "data": {"simulate": {"windows": 900}}},
+        "big": {"observations": "sfs", "chunks": 1, "data": {"simulate": {"windows": 5000}}},
     }
     assert data_rows(analyses["csv"]) == 1200
     for a in analyses.values():
         a.setdefault("chunks", "auto")
         a["chunk_rows"] = 1000
-    resolve_chunks(analyses)
+    small = resolve_chunks(analyses)
     assert {n: a["chunks"] for n, a in analyses.items()} == {
         "sim": 20,
         "npy": 3,
         "csv": 2,
         "set": 7,
+        "one": 1,
+        "big": 1,
     }
+    assert small == {"one"}  # one chunk of at most chunk_rows rows (big: set by hand)
     shipped = copy.deepcopy(CONFIG["analyses"])
     keys = SCHEMA["properties"]["analyses"]["additionalProperties"]["properties"]
     for a in shipped.values():
         a.setdefault("chunks", keys["chunks"]["default"])
         a.setdefault("chunk_rows", keys["chunk_rows"]["default"])
-    resolve_chunks(shipped)
+    small = resolve_chunks(shipped)
     assert all(a["chunks"] == 1 for a in shipped.values())  # small data: one chunk a pass
+    assert small == set(shipped)
