@@ -1,14 +1,17 @@
-# phasemake: phase-type model inference at scale. See README.md and ../shared/DESIGN.md.
+# phasemake: phase-type model inference at scale. The stages, in the order of the file DAG,
+# are described in docs/workflow.md; each rules/<stage>.smk holds that stage's rules and the
+# input, params and resources functions they call.
 
 
 configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
-include: "rules/graphs.smk"
-include: "rules/traces.smk"
-include: "rules/nlsq.smk"
-include: "rules/cmc.smk"
+include: "rules/graph.smk"
+include: "rules/trace.smk"
+include: "rules/data.smk"
+include: "rules/fit.smk"
+include: "rules/posterior.smk"
 include: "rules/report.smk"
 
 

@@ -39,7 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from phasemake.artefact import read_json_artefact  # noqa: E402
+from phasemake.core.artefact import read_json_artefact  # noqa: E402
 
 PATTERNS = {
     "imports": re.compile(r"imports ([0-9.]+) s"),

@@ -39,9 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from phasemake import read_graph  # noqa: E402
-from phasemake.artefact import read_json_artefact  # noqa: E402
-from phasemake.dense import sub_intensity  # noqa: E402
-from phasemake.observations import read_observations  # noqa: E402
+from phasemake.core.artefact import read_json_artefact  # noqa: E402
+from phasemake.data.observations import read_observations  # noqa: E402
+from phasemake.trace.dense import sub_intensity  # noqa: E402
 
 COMPUTE = re.compile(r"([0-9.]+) s of compute so far")
 

@@ -46,7 +46,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from phasemake.artefact import read_json_artefact  # noqa: E402
+from phasemake.core.artefact import read_json_artefact  # noqa: E402
 
 PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "models", "profiles")
 
@@ -215,7 +215,7 @@ def tiny_jax(cache: Path) -> float:
     """Wall seconds of a fresh interpreter that imports phasemake's JAX side, enables the
     cache and runs one jitted program."""
     code = (
-        "from phasemake.analysis import enable_compilation_cache\n"
+        "from phasemake.fit.analysis import enable_compilation_cache\n"
         "import jax, sys\n"
         "enable_compilation_cache(sys.argv[1])\n"
         "jax.block_until_ready(jax.jit(lambda x: x * 2 + 1)(1.0))\n"

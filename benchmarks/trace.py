@@ -111,7 +111,7 @@ def main() -> None:
 
     import phasemake
     from phasemake.models import block_counting, two_deme
-    from phasemake.trace import record_trace_arrays
+    from phasemake.trace.units import record_trace_arrays
 
     grid = np.linspace(0.01, 5.0, 100)
     phasic: dict = {}

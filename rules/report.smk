@@ -3,6 +3,9 @@
 # (numbered, so the report lists them in reading order).
 
 
+include: "report_functions.smk"
+
+
 report: "../report/workflow.rst"
 
 

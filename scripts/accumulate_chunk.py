@@ -4,10 +4,10 @@ import time
 
 start = time.perf_counter()
 
-from phasemake.analysis import accumulate_chunk, enable_compilation_cache, model_from_files  # noqa: E402
-from phasemake.compiletime import JobClock  # noqa: E402
-from phasemake.joblog import job_log  # noqa: E402
-from phasemake.obsmodel import ObservationModel  # noqa: E402, F401  (the JAX side)
+from phasemake.core.compiletime import JobClock  # noqa: E402
+from phasemake.core.joblog import job_log  # noqa: E402
+from phasemake.data.obsmodel import ObservationModel  # noqa: E402, F401  (the JAX side)
+from phasemake.fit.analysis import accumulate_chunk, enable_compilation_cache, model_from_files  # noqa: E402
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

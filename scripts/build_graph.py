@@ -1,7 +1,7 @@
 """Build one model's state-space graph and write it to the content-addressed cache."""
 
 from phasemake import build_graph, load_model, spec_hash, write_graph
-from phasemake.joblog import job_log
+from phasemake.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

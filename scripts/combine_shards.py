@@ -1,10 +1,10 @@
 """The consensus posterior of an analysis from its shard posterior files, refined against
 the full-data posterior when cmc.refine asks for it."""
 
-from phasemake.analysis import enable_compilation_cache, model_from_files
-from phasemake.cmc import combine_shards
-from phasemake.joblog import job_log
-from phasemake.shardplan import read_shard_plan
+from phasemake.core.joblog import job_log
+from phasemake.fit.analysis import enable_compilation_cache, model_from_files
+from phasemake.posterior.cmc import combine_shards
+from phasemake.posterior.shardplan import read_shard_plan
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

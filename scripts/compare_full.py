@@ -1,7 +1,7 @@
 """A consensus posterior against full-data NUTS on the same data (on request)."""
 
-from phasemake.cmc import compare_full
-from phasemake.joblog import job_log
+from phasemake.core.joblog import job_log
+from phasemake.posterior.cmc import compare_full
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

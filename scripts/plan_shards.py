@@ -4,10 +4,10 @@ import time
 
 start = time.perf_counter()
 
-from phasemake.analysis import enable_compilation_cache, model_from_files  # noqa: E402
-from phasemake.cmc import plan_shards  # noqa: E402
-from phasemake.compiletime import JobClock  # noqa: E402
-from phasemake.joblog import job_log  # noqa: E402
+from phasemake.core.compiletime import JobClock  # noqa: E402
+from phasemake.core.joblog import job_log  # noqa: E402
+from phasemake.fit.analysis import enable_compilation_cache, model_from_files  # noqa: E402
+from phasemake.posterior.cmc import plan_shards  # noqa: E402
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,7 +1,7 @@
 """Plan the work units of one graph's elimination trace and claim the new ones."""
 
 from phasemake import claim_unit, plan_units, read_graph, write_plan
-from phasemake.joblog import job_log
+from phasemake.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -3,13 +3,18 @@ times, or the expected against the observed SFS; at the NLSQ estimate and poster
 
 import numpy as np
 
-from phasemake.analysis import enable_compilation_cache, model_from_files
-from phasemake.consensus import read_consensus
-from phasemake.figures import save_figure
-from phasemake.fitfigures import absorption_fit_figure, predict, sfs_fit_figure, time_histogram
-from phasemake.joblog import job_log
-from phasemake.observations import iter_blocks, read_header
-from phasemake.tables import read_fit
+from phasemake.core.joblog import job_log
+from phasemake.data.observations import iter_blocks, read_header
+from phasemake.fit.analysis import enable_compilation_cache, model_from_files
+from phasemake.posterior.consensus import read_consensus
+from phasemake.report.figures import save_figure
+from phasemake.report.fitfigures import (
+    absorption_fit_figure,
+    predict,
+    sfs_fit_figure,
+    time_histogram,
+)
+from phasemake.report.tables import read_fit
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,9 +1,9 @@
 """The NLSQ figure of an analysis: objective per pass, evaluated points, estimates."""
 
-from phasemake.figures import nlsq_figure, pass_points, save_figure
-from phasemake.joblog import job_log
-from phasemake.nlsqstate import read_state
-from phasemake.tables import read_fit
+from phasemake.core.joblog import job_log
+from phasemake.fit.state import read_state
+from phasemake.report.figures import nlsq_figure, pass_points, save_figure
+from phasemake.report.tables import read_fit
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

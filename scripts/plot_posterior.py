@@ -1,10 +1,10 @@
 """The posterior figures of an analysis: trace plots, marginal densities, pair plot."""
 
-from phasemake.consensus import read_consensus
-from phasemake.figures import marginals_figure, pair_figure, save_figure, trace_figure
-from phasemake.joblog import job_log
-from phasemake.sampling import read_shard
-from phasemake.tables import read_fit
+from phasemake.core.joblog import job_log
+from phasemake.posterior.consensus import read_consensus
+from phasemake.posterior.sampling import read_shard
+from phasemake.report.figures import marginals_figure, pair_figure, save_figure, trace_figure
+from phasemake.report.tables import read_fit
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

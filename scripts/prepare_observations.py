@@ -6,11 +6,11 @@ import time
 start = time.perf_counter()
 
 from phasemake import load_trace, read_graph  # noqa: E402
-from phasemake.analysis import enable_compilation_cache, prepare_observations  # noqa: E402
-from phasemake.compiletime import JobClock  # noqa: E402
-from phasemake.joblog import job_log  # noqa: E402
-from phasemake.observations import write_observations  # noqa: E402
-from phasemake.obsmodel import ObservationModel  # noqa: E402, F401  (the JAX side)
+from phasemake.core.compiletime import JobClock  # noqa: E402
+from phasemake.core.joblog import job_log  # noqa: E402
+from phasemake.data.observations import write_observations  # noqa: E402
+from phasemake.data.obsmodel import ObservationModel  # noqa: E402, F401  (the JAX side)
+from phasemake.fit.analysis import enable_compilation_cache, prepare_observations  # noqa: E402
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,7 +1,7 @@
 """Record one work unit of an elimination trace."""
 
 from phasemake import UnitPlan, read_graph, record_unit, write_unit
-from phasemake.joblog import job_log
+from phasemake.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

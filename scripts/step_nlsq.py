@@ -1,8 +1,8 @@
 """The NLSQ reducer: sum the chunk accumulators in order and take one LM step."""
 
-from phasemake.analysis import step_nlsq
-from phasemake.joblog import job_log
-from phasemake.nlsq import LMSettings
+from phasemake.core.joblog import job_log
+from phasemake.fit.analysis import step_nlsq
+from phasemake.fit.nlsq import LMSettings
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

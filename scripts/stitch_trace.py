@@ -1,7 +1,7 @@
 """Stitch one graph's work units into its trace (re-recording any corrupt unit)."""
 
 from phasemake import read_graph, read_plan, stitch_trace_files, write_trace
-from phasemake.joblog import job_log
+from phasemake.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

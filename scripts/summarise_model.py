@@ -1,9 +1,9 @@
 """The model summary of an analysis: graph, trace work units (and cache hits), data."""
 
 from phasemake import read_graph, read_plan
-from phasemake.joblog import job_log
-from phasemake.observations import read_header
-from phasemake.tables import data_facts, model_table, unit_origins, write_html
+from phasemake.core.joblog import job_log
+from phasemake.data.observations import read_header
+from phasemake.report.tables import data_facts, model_table, unit_origins, write_html
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,7 +1,7 @@
 """The NLSQ result of an analysis: estimates, standard errors, covariance, convergence."""
 
-from phasemake.analysis import enable_compilation_cache, model_from_files, write_fit
-from phasemake.joblog import job_log
+from phasemake.core.joblog import job_log
+from phasemake.fit.analysis import enable_compilation_cache, model_from_files, write_fit
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,7 +1,7 @@
 """The diagnostics table of an analysis: per-shard sampler health, heterogeneity, NLSQ."""
 
-from phasemake.joblog import job_log
-from phasemake.tables import diagnostics_table, read_fit, read_posterior_summary, write_html
+from phasemake.core.joblog import job_log
+from phasemake.report.tables import diagnostics_table, read_fit, read_posterior_summary, write_html
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,7 +1,7 @@
 """The estimates table of an analysis: NLSQ estimates and the posterior, against the truth."""
 
-from phasemake.joblog import job_log
-from phasemake.tables import estimates_table, read_fit, read_posterior_summary, write_html
+from phasemake.core.joblog import job_log
+from phasemake.report.tables import estimates_table, read_fit, read_posterior_summary, write_html
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

@@ -1,7 +1,7 @@
 """The timings table of an analysis, from the benchmark files of its jobs."""
 
-from phasemake.joblog import job_log
-from phasemake.tables import timings_table, write_html
+from phasemake.core.joblog import job_log
+from phasemake.report.tables import timings_table, write_html
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

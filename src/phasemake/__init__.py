@@ -9,12 +9,10 @@ Examples
 1.8
 """
 
-from ._version import __version__
-from .artefact import atomic_path, read_artefact, write_artefact
-from .cache import CacheEntry, GraphCache
-from .canonical import encode as canonical_encode
-from .dense import expected_rewards, expected_time, sub_intensity
-from .errors import (
+from phasemake._version import __version__
+from phasemake.core.artefact import atomic_path, read_artefact, write_artefact
+from phasemake.core.canonical import encode as canonical_encode
+from phasemake.core.errors import (
     ArtefactError,
     DataError,
     GraphBuildError,
@@ -22,49 +20,51 @@ from .errors import (
     PhasemakeError,
     SpecHashError,
 )
-from .graph import DEFAULT_MAX_STATES, Graph, build_graph
-from .graphfile import read_graph, write_graph
-from .model import Model, model
-from .resolve import load_model
-from .spechash import GRAPH_FORMAT_VERSION, explain_spec, spec_hash
-from .trace import UnitPlan, plan_units, record_unit, stitch_units
+from phasemake.graph.build import DEFAULT_MAX_STATES, Graph, build_graph
+from phasemake.graph.cache import CacheEntry, GraphCache
+from phasemake.graph.files import read_graph, write_graph
+from phasemake.graph.model import Model, model
+from phasemake.graph.resolve import load_model
+from phasemake.graph.spechash import GRAPH_FORMAT_VERSION, explain_spec, spec_hash
+from phasemake.trace.dense import expected_rewards, expected_time, sub_intensity
+from phasemake.trace.units import UnitPlan, plan_units, record_unit, stitch_units
 
 # The JAX side (evaluator, trace files) is imported on first use, so that jobs that only
 # build graphs or record trace units do not pay for importing JAX.
 _LAZY = {
-    "Trace": "evaluator",
-    "claim_path": "tracefile",
-    "claim_unit": "tracefile",
-    "read_claim": "tracefile",
-    "compile_trace": "tracefile",
-    "load_trace": "tracefile",
-    "read_plan": "tracefile",
-    "read_unit": "tracefile",
-    "stitch_trace_files": "tracefile",
-    "write_plan": "tracefile",
-    "write_trace": "tracefile",
-    "write_unit": "tracefile",
-    "ObservationModel": "obsmodel",
-    "LMSettings": "nlsq",
-    "fit_in_memory": "nlsq",
-    "Observations": "observations",
-    "read_data_file": "observations",
-    "simulate_absorption_times": "observations",
-    "simulate_sfs": "observations",
-    "NUTSSettings": "sampling",
-    "ShardQualityError": "sampling",
-    "sample_nuts": "sampling",
-    "log_prior": "priors",
-    "combine": "consensus",
-    "to_arviz": "consensus",
-    "importance_refine": "refine",
-    "absorption_fit_figure": "fitfigures",
-    "marginals_figure": "figures",
-    "nlsq_figure": "figures",
-    "pair_figure": "figures",
-    "save_figure": "figures",
-    "sfs_fit_figure": "fitfigures",
-    "trace_figure": "figures",
+    "Trace": "trace.evaluator",
+    "claim_path": "trace.files",
+    "claim_unit": "trace.files",
+    "read_claim": "trace.files",
+    "compile_trace": "trace.files",
+    "load_trace": "trace.files",
+    "read_plan": "trace.files",
+    "read_unit": "trace.files",
+    "stitch_trace_files": "trace.files",
+    "write_plan": "trace.files",
+    "write_trace": "trace.files",
+    "write_unit": "trace.files",
+    "ObservationModel": "data.obsmodel",
+    "LMSettings": "fit.nlsq",
+    "fit_in_memory": "fit.nlsq",
+    "Observations": "data.observations",
+    "read_data_file": "data.observations",
+    "simulate_absorption_times": "data.observations",
+    "simulate_sfs": "data.observations",
+    "NUTSSettings": "posterior.sampling",
+    "ShardQualityError": "posterior.sampling",
+    "sample_nuts": "posterior.sampling",
+    "log_prior": "posterior.priors",
+    "combine": "posterior.consensus",
+    "to_arviz": "posterior.consensus",
+    "importance_refine": "posterior.refine",
+    "absorption_fit_figure": "report.fitfigures",
+    "marginals_figure": "report.figures",
+    "nlsq_figure": "report.figures",
+    "pair_figure": "report.figures",
+    "save_figure": "report.figures",
+    "sfs_fit_figure": "report.fitfigures",
+    "trace_figure": "report.figures",
 }
 
 

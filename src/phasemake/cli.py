@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from ._version import __version__
-from .cache import GraphCache
-from .errors import PhasemakeError
-from .graph import DEFAULT_MAX_STATES
-from .resolve import load_model
-from .spechash import explain_spec, spec_hash
+from phasemake._version import __version__
+from phasemake.core.errors import PhasemakeError
+from phasemake.graph.build import DEFAULT_MAX_STATES
+from phasemake.graph.cache import GraphCache
+from phasemake.graph.resolve import load_model
+from phasemake.graph.spechash import explain_spec, spec_hash
 
 __all__ = ["main", "parse_params"]
 

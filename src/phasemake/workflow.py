@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .artefact import atomic_path
-from .cache import GraphCache
-from .errors import ArtefactError, PhasemakeError
-from .graph import DEFAULT_MAX_STATES
-from .graphfile import read_graph
-from .model import Model
-from .resolve import load_model
-from .spechash import spec_hash
+from phasemake.core.artefact import atomic_path
+from phasemake.core.errors import ArtefactError, PhasemakeError
+from phasemake.graph.build import DEFAULT_MAX_STATES
+from phasemake.graph.cache import GraphCache
+from phasemake.graph.files import read_graph
+from phasemake.graph.model import Model
+from phasemake.graph.resolve import load_model
+from phasemake.graph.spechash import spec_hash
 
 __all__ = [
     "ModelSpec",
@@ -130,7 +130,7 @@ def _write_memo(cache: Path, memo: dict[str, list[int]]) -> None:
 def _artefacts(graphs: GraphCache, specs: list[str]) -> Iterator[tuple[str, Path, str | None]]:
     """``(kind, path, None)`` of each graph and unit file of ``specs``, and ``("plan",
     path, why)`` for each plan that cannot be read."""
-    from .tracefile import read_plan
+    from phasemake.trace.files import read_plan
 
     for spec in specs:
         yield "graph", graphs.graph_path(spec), None
@@ -162,7 +162,7 @@ def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -
     >>> discard_invalid_artefacts(tempfile.mkdtemp(), ["0" * 32])
     []
     """
-    from .tracefile import read_unit
+    from phasemake.trace.files import read_unit
 
     root = Path(cache)
     graphs = GraphCache(root)

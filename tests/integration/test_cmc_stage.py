@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 
 import phasemake
-from phasemake.artefact import read_json_artefact
-from phasemake.observations import read_header
-from phasemake.sampling import read_shard
+from phasemake.core.artefact import read_json_artefact
+from phasemake.data.observations import read_header
+from phasemake.posterior.sampling import read_shard
 
 pytestmark = pytest.mark.integration
 

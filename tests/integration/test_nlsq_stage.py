@@ -13,11 +13,11 @@ import shutil
 import pytest
 
 import phasemake
-from phasemake.analysis import model_for, read_state
-from phasemake.artefact import read_json_artefact
-from phasemake.nlsq import LMSettings, fit_in_memory
-from phasemake.observations import block_ranges, iter_blocks, read_header
-from phasemake.obsmodel import Accumulator
+from phasemake.core.artefact import read_json_artefact
+from phasemake.data.observations import block_ranges, iter_blocks, read_header
+from phasemake.data.obsmodel import Accumulator
+from phasemake.fit.analysis import model_for, read_state
+from phasemake.fit.nlsq import LMSettings, fit_in_memory
 
 pytestmark = pytest.mark.integration
 

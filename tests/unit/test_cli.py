@@ -65,7 +65,7 @@ def test_errors_are_reported_without_traceback():
 def test_cache_commands_cover_traces(tmp_path, capsys):
     import phasemake
     from phasemake.models import kingman
-    from phasemake.trace import plan_units, record_unit
+    from phasemake.trace.units import plan_units, record_unit
 
     cache = phasemake.GraphCache(tmp_path / "c")
     graph = cache.load_or_build(kingman, n=5)

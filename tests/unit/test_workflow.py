@@ -88,7 +88,7 @@ def _cache_with_unit(root):
 
     from phasemake import GraphCache, plan_units, spec_hash
     from phasemake.models import kingman
-    from phasemake.tracefile import record_unit, write_plan, write_unit
+    from phasemake.trace.files import record_unit, write_plan, write_unit
 
     cache = GraphCache(root)
     graph = cache.load_or_build(kingman, n=5)
@@ -106,7 +106,7 @@ def _cache_with_unit(root):
 def test_verified_artefacts_are_not_read_again_until_they_change(tmp_path, monkeypatch):
     import h5py
 
-    from phasemake import tracefile
+    from phasemake.trace import files as tracefile
     from phasemake.workflow import discard_invalid_artefacts
 
     spec, graph, unit = _cache_with_unit(tmp_path)
@@ -124,7 +124,7 @@ def test_verified_artefacts_are_not_read_again_until_they_change(tmp_path, monke
 
 
 def test_artefacts_written_by_a_run_are_remembered_without_reading(tmp_path, monkeypatch):
-    from phasemake import tracefile
+    from phasemake.trace import files as tracefile
     from phasemake.workflow import discard_invalid_artefacts, remember_artefacts
 
     spec, _, _ = _cache_with_unit(tmp_path)

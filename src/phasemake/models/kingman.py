@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import model
+from phasemake.graph.model import model
 
 
 def kingman_initial(n: int) -> list[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import model
+from phasemake.graph.model import model
 
 
 def two_deme_initial(n1: int, n2: int) -> list[int]:

@@ -9,8 +9,8 @@ import pytest
 import scipy.linalg
 
 from phasemake import build_graph
-from phasemake.dense import expected_rewards, expected_time, sub_intensity
 from phasemake.models import rabbits, two_deme
+from phasemake.trace.dense import expected_rewards, expected_time, sub_intensity
 
 RNG = np.random.default_rng(20261123)
 

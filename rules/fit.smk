@@ -1,0 +1,85 @@
+# Stage 4: NLSQ passes: per pass one job per chunk, one reducer
+# (a checkpoint: the next pass exists only once this one's state says "running").
+# The reducer and the summary run in the main process, and so does the chunk job of a pass
+# with one chunk (accumulate_sole_chunk: at most chunk_rows rows, seconds of work). Chunk
+# jobs are not grouped: a group spanning two passes would contain jobs on both sides of the
+# reducer (Snakemake refuses it); under SLURM, set `chunk_rows` so that a chunk job takes a
+# minute or more (about 1.2e8 rows).
+
+
+include: "fit_functions.smk"
+
+
+localrules:
+    step_nlsq,
+    summarise_nlsq,
+
+
+rule accumulate_chunk:
+    input:
+        unpack(chunk_inputs),
+    output:
+        chunk="results/{analysis}/nlsq/pass{step}/chunk{chunk}.h5",
+    log:
+        "logs/accumulate_chunk/{analysis}/pass{step}/chunk{chunk}.log",
+    benchmark:
+        "logs/accumulate_chunk/{analysis}/pass{step}/chunk{chunk}.benchmark.tsv"
+    wildcard_constraints:
+        analysis=SEVERAL_CHUNKS,
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=chunk_mem_mb,
+        runtime=chunk_runtime,
+    params:
+        analysis=analysis_settings,
+        chunks=analysis_chunks,
+        compilation_cache=f"{CACHE}/jax",
+    script:
+        "../scripts/accumulate_chunk.py"
+
+
+use rule accumulate_chunk as accumulate_sole_chunk with:
+    wildcard_constraints:
+        analysis=SOLE_CHUNK,
+    localrule: True
+
+
+checkpoint step_nlsq:
+    input:
+        unpack(step_inputs),
+    output:
+        state="results/{analysis}/nlsq/pass{step}/state.json",
+    log:
+        "logs/step_nlsq/{analysis}/pass{step}.log",
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
+    params:
+        nlsq=analysis_nlsq,
+    script:
+        "../scripts/step_nlsq.py"
+
+
+rule summarise_nlsq:
+    input:
+        unpack(fit_inputs),
+    output:
+        fit="results/{analysis}/nlsq/fit.json",
+    log:
+        "logs/summarise_nlsq/{analysis}.log",
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=loaded_mem_mb,
+        runtime=loaded_runtime,
+    params:
+        analysis=analysis_settings,
+        compilation_cache=f"{CACHE}/jax",
+    script:
+        "../scripts/summarise_nlsq.py"

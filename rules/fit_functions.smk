@@ -1,0 +1,97 @@
+# Input, params and resources functions of rules/fit.smk (Snakemake's linter keeps
+# functions and rules in separate files).
+from phasemake.fit.state import read_state
+
+
+def _any_of(names):
+    """A wildcard constraint matching exactly these names (none: a pattern that matches
+    nothing)."""
+    return "|".join(sorted(names)) or "(?!)"
+
+
+# A pass with one small chunk has nothing to run side by side: its chunk job runs in the
+# main process (accumulate_sole_chunk, a localrule, like the reducer; at most chunk_rows
+# rows, ~12 s by default), so under SLURM a small analysis's NLSQ submits no job of a few
+# seconds per pass. Other chunk jobs are submitted (accumulate_chunk). Analysis names are
+# plain identifiers (schema).
+SOLE_CHUNK = _any_of(SMALL_CHUNK)
+SEVERAL_CHUNKS = _any_of(set(ANALYSES) - SMALL_CHUNK)
+
+
+def chunk_mem_mb(wildcards, attempt):
+    """A chunk job streams its observations in blocks, so only the trace and one block
+    (block_rows rows) are in memory."""
+    rows = ANALYSES[wildcards.analysis]["block_rows"]
+    block_mb = rows * 256 / 2**20  # columns and derivatives: 250 B a row, measured
+    trace_mb = _size_mb(_model_files(wildcards)["trace"])
+    return int((BASE_MEM_MB + 10 * trace_mb + block_mb) * _growth(attempt))
+
+
+def chunk_runtime(wildcards, attempt):
+    """A chunk job: 10 min plus 1 min per 10 MB of its share of the observations."""
+    share = _observations_mb(wildcards) / ANALYSES[wildcards.analysis]["chunks"]
+    return int((10 + share / 10) * attempt)
+
+
+# -- analyses ----------------------------------------------------------------------------------
+def fit_files():
+    """Every analysis's NLSQ result."""
+    return [f"results/{name}/nlsq/fit.json" for name in ANALYSES]
+
+
+def analysis_nlsq(wildcards):
+    """The analysis's Levenberg–Marquardt settings."""
+    return ANALYSES[wildcards.analysis]["nlsq"]
+
+
+def analysis_chunks(wildcards):
+    """Chunk jobs per pass."""
+    return ANALYSES[wildcards.analysis]["chunks"]
+
+
+def _previous(wildcards):
+    step = int(wildcards.step)
+    return (
+        {}
+        if step == 0
+        else {
+            "previous": f"results/{wildcards.analysis}/nlsq/pass{step - 1}/state.json"
+        }
+    )
+
+
+def chunk_inputs(wildcards):
+    """Observations, model files and the previous pass's state (which holds the point)."""
+    return {
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        **_model_files(wildcards),
+        **_previous(wildcards),
+    }
+
+
+def step_inputs(wildcards):
+    """This pass's chunk files, in chunk order, and the previous state."""
+    n = ANALYSES[wildcards.analysis]["chunks"]
+    prefix = f"results/{wildcards.analysis}/nlsq/pass{wildcards.step}"
+    return {
+        "chunks": [f"{prefix}/chunk{c}.h5" for c in range(n)],
+        **_previous(wildcards),
+    }
+
+
+def final_nlsq_state(wildcards):
+    """The first pass whose state has stopped: each pass is a checkpoint, so Snakemake
+    schedules the next one only after reading this one (a killed run resumes here)."""
+    step = 0
+    while True:
+        state = checkpoints.step_nlsq.get(
+            analysis=wildcards.analysis, step=step
+        ).output.state
+        if read_state(state)["status"] != "running":
+            return state
+        step += 1
+
+
+def fit_inputs(wildcards):
+    """The final state and the model files."""
+    return {"state": final_nlsq_state(wildcards), **_model_files(wildcards)}

@@ -1,0 +1,30 @@
+# Stage 1: one graph per callback spec, content-addressed in the cache.
+
+
+include: "graph_functions.smk"
+
+
+rule build_graph:
+    output:
+        graph=f"{CACHE}/graphs/{{spec}}.h5",
+    log:
+        "logs/build_graph/{spec}.log",
+    benchmark:
+        "logs/build_graph/{spec}.benchmark.tsv"
+    wildcard_constraints:
+        spec=CONFIGURED_SPECS,
+    group:
+        "graphs"
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=build_graph_mem_mb,
+        runtime=build_graph_runtime,
+    params:
+        model=spec_name,
+        callback=spec_callback,
+        model_params=spec_params,
+        max_states=spec_max_states,
+    script:
+        "../scripts/build_graph.py"

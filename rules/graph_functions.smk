@@ -1,0 +1,50 @@
+# Input, params and resources functions of rules/graph.smk (Snakemake's linter keeps
+# functions and rules in separate files).
+# Only a configured model's graph can be built. The graph of a model that has left the config
+# stays in the cache as a plain file: units first claimed by its plan are recorded from it.
+CONFIGURED_SPECS = "|".join(SPEC_MODELS)
+
+
+def graph_files():
+    """Every configured model's graph file."""
+    return [f"{CACHE}/graphs/{spec}.h5" for spec in SPEC_MODELS]
+
+
+def spec_callback(wildcards):
+    """Callback reference of the model with this spec."""
+    return _spec_model(wildcards).callback
+
+
+def spec_params(wildcards):
+    """Construction params of the model with this spec."""
+    return _spec_model(wildcards).params
+
+
+def spec_max_states(wildcards):
+    """State cap of the model with this spec."""
+    return _spec_model(wildcards).max_states
+
+
+def spec_name(wildcards):
+    """Config name of the (first) model with this spec."""
+    return _spec_model(wildcards).name
+
+
+def _spec_model(wildcards):
+    try:
+        return SPEC_MODELS[wildcards.spec]
+    except KeyError:
+        raise ValueError(
+            f"spec {wildcards.spec} is not the spec of any model in the config; "
+            "request graph files through `rule all` or the config's models"
+        ) from None
+
+
+def build_graph_mem_mb(wildcards, attempt):
+    """A graph build (no input files): 2 GB, doubled on each retry."""
+    return 2000 * _growth(attempt)
+
+
+def build_graph_runtime(wildcards, attempt):
+    """A graph build: 1 h, longer on each retry."""
+    return 60 * attempt

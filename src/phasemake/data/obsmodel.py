@@ -1,0 +1,258 @@
+"""Observation models: the residuals NLSQ accumulates, from a trace, per block of rows.
+
+Parameters are fitted on the log scale, ``φ = log θ`` (all phase-type parameters are
+rates, and the SFS mutation scaling is positive): bounds by reparameterisation, never by
+clipping. Parameters may be held fixed.
+
+``absorption_times`` (maximum likelihood)
+    ``ℓ_i = w_i log f(t_i; θ)`` for an observed time and ``w_i log S(t_i; θ)`` for a
+    right-censored one, with ``f`` and ``S`` the phase-type density and survival from the
+    trace. NLSQ works with the Gauss–Newton form of the deviance ``-2 Σ ℓ_i``: row ``i`` has
+    a unit residual ``√w_i`` with Jacobian ``-√w_i ∇_φ log f_i``, so ``JᵀJ = Σ w g gᵀ`` is
+    the outer product of scores (BHHH) and ``Jᵀr = -∇ℓ``: its optimum is the MLE and
+    ``(JᵀJ)⁻¹`` the outer-product estimate of the covariance (dispersion known, s² = 1).
+``sfs`` (Poisson random field)
+    Window ``w`` has counts ``ξ_{wi} ~ Poisson(μ_{wi})``, ``μ_{wi} = mutation · sites_w ·
+    E[ξ_i](θ)``, where ``E[ξ_i]`` is the expected total length of branches subtending ``i``
+    samples (the trace's expectation of the reward ``state[i-1]``). Residuals are Poisson
+    deviance residuals, ``sign(y-μ) √(2(y log(y/μ) - (y-μ)))``: the sum of squares is the
+    deviance, so the optimum is the MLE; the covariance is ``s² (JᵀJ)⁻¹`` with
+    ``s² = χ²/(N - p)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.scipy.special import xlogy  # noqa: E402
+
+from phasemake.core.errors import DataError  # noqa: E402
+from phasemake.data.observations import Observations  # noqa: E402
+from phasemake.fit.state import Accumulator  # noqa: E402
+from phasemake.trace.uniformisation import BLOCK  # noqa: E402
+
+__all__ = ["MUTATION", "Accumulator", "ObservationModel", "Parametrisation"]
+
+#: Name of the SFS mutation-scaling parameter.
+MUTATION = "mutation"
+
+
+class Parametrisation(NamedTuple):
+    """All parameters of an analysis, which are fitted (log scale) and the fixed values."""
+
+    names: tuple[str, ...]
+    free: tuple[int, ...]
+    values: tuple[float, ...]  # fixed values (and initial values of the free ones)
+
+    @classmethod
+    def create(
+        cls, names: tuple[str, ...], *, initial: Mapping[str, float], fixed: Mapping[str, float]
+    ) -> Parametrisation:
+        """Check names and values: every value a positive finite number of a known name.
+
+        Examples
+        --------
+        >>> p = Parametrisation.create(("coal", "mig"), initial={"mig": 0.5}, fixed={})
+        >>> p.theta(p.phi0()).tolist()
+        [1.0, 0.5]
+        """
+        for what, mapping in (("initial", initial), ("fixed", fixed)):
+            for name, value in mapping.items():
+                if name not in names:
+                    raise DataError(f"nlsq.{what}.{name}: unknown parameter; expected {names}")
+                if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
+                    raise DataError(f"nlsq.{what}.{name}={value!r}: expected a rate > 0")
+        free = tuple(i for i, n in enumerate(names) if n not in fixed)
+        if not free:
+            raise DataError(f"every parameter of {names} is fixed; nothing to fit")
+        values = tuple(float(fixed.get(n, initial.get(n, 1.0))) for n in names)
+        return cls(tuple(names), free, values)
+
+    def phi0(self) -> np.ndarray:
+        return np.log(np.asarray(self.values)[list(self.free)])
+
+    def theta(self, phi) -> jax.Array:
+        full = jnp.asarray(self.values, dtype=jnp.float64)
+        return full.at[jnp.asarray(self.free)].set(jnp.exp(phi))
+
+    @property
+    def free_names(self) -> tuple[str, ...]:
+        return tuple(self.names[i] for i in self.free)
+
+
+class ObservationModel:
+    """Residual statistics of one observation ``kind`` on a trace (see module docstring).
+
+    Parameters
+    ----------
+    kind
+        ``"absorption_times"`` or ``"sfs"``.
+    trace
+        The model's :class:`phasemake.Trace`.
+    states
+        The graph's ``(V, d)`` states (``sfs``: rewards are the first n-1 columns).
+    initial, fixed
+        Parameter values by name (unnamed free parameters start at 1).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        trace,
+        *,
+        states: np.ndarray | None = None,
+        initial: Mapping[str, float] | None = None,
+        fixed: Mapping[str, float] | None = None,
+    ) -> None:
+        self.kind, self.trace = kind, trace
+        names = tuple(trace.parameters) + ((MUTATION,) if kind == "sfs" else ())
+        if kind == "sfs" and MUTATION in trace.parameters:
+            raise DataError(f"the model has a parameter named {MUTATION!r}; rename it for sfs")
+        self.par = Parametrisation.create(names, initial=initial or {}, fixed=fixed or {})
+        self.n_classes = None
+        if kind == "sfs":
+            if states is None or states.shape[1] < 2:
+                raise DataError("sfs needs a block-counting model (state[i-1] = i-ton lineages)")
+            self.n_classes = int(states.shape[1] - 1)
+            self._rewards = jnp.asarray(states[:, : self.n_classes], dtype=jnp.float64)
+        self._jitted: dict[Any, Any] = {}
+
+    @property
+    def scale_known(self) -> bool:
+        """Whether s² = 1 (likelihood) or estimated as χ²/(N - p) (least squares)."""
+        return self.kind == "absorption_times"
+
+    # -- budgets --------------------------------------------------------------------------
+    def budget(self, phi: np.ndarray, t_max: float | None) -> int:
+        """Uniformisation steps for times up to ``t_max`` at ``phi`` (a power of two times
+        the interval size, so that few budgets get compiled)."""
+        if self.kind != "absorption_times":
+            return 0
+        theta = np.asarray(self.par.theta(jnp.asarray(phi)))
+        need = self.trace.n_terms(theta, [float(t_max)]) // BLOCK
+        return BLOCK * (1 << max(0, int(np.ceil(np.log2(max(need, 1))))))
+
+    def region_budget(self, phi: np.ndarray, half_width: np.ndarray, t_max: float | None) -> int:
+        """The largest :meth:`budget` over the corners of the box ``phi ± half_width``
+        (steps grow with some rates and shrink with others), for samplers that roam."""
+        if self.kind != "absorption_times":
+            return 0
+        phi, half_width = np.asarray(phi, dtype=float), np.asarray(half_width, dtype=float)
+        signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * phi.size)).reshape(phi.size, -1).T
+        return max(self.budget(phi + s * half_width, t_max) for s in signs)
+
+    # -- statistics ------------------------------------------------------------------------
+    def accumulate(
+        self, phi: np.ndarray, block: Observations, *, budget: int, rows: int | None = None
+    ) -> Accumulator:
+        """Statistics of ``block`` at ``phi``, padded with zero-weight rows to a multiple of
+        1024 rows and to at least ``rows`` (the file's block size: a short last block then
+        runs the same compiled program as the others)."""
+        cols = self.padded(block, rows=rows)
+        fn = self._function(budget)
+        jtj, jtr, chi2, rr, count = (np.asarray(x) for x in fn(jnp.asarray(phi), cols))
+        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
+
+    def log_likelihood(self, phi, cols: Mapping[str, jax.Array], budget: int) -> jax.Array:
+        """Total log-likelihood of (padded) columns at ``phi``, traceable (for NUTS).
+
+        ``absorption_times``: ``Σ w_i log f(t_i)`` (``log S(t_i)`` if censored);
+        ``sfs``: ``Σ y log μ - μ - log y!`` over cells. Padding rows count zero.
+        """
+        if self.kind == "absorption_times":
+            return cols["weight"] @ self._row_loglik(phi, cols, budget)
+        y, mu = cols["counts"], cols["sites"][:, None] * self._expected_sfs(phi)[None, :]
+        cell = xlogy(y, mu) - mu - jax.scipy.special.gammaln(y + 1.0)
+        return jnp.sum(cols["mask"][:, None] * cell)
+
+    def padded(self, block: Observations, *, rows: int | None = None) -> dict[str, jax.Array]:
+        """Columns padded with rows that count zero to a multiple of 1024 rows, and to at
+        least ``rows`` (few compiled shapes: blocks or shards padded to their largest
+        member's size all share one)."""
+        return _pad(block, 1024, rows)
+
+    def _function(self, budget: int):
+        if budget not in self._jitted:
+            body = self._absorption if self.kind == "absorption_times" else self._sfs
+            self._jitted[budget] = jax.jit(lambda phi, cols: body(phi, cols, budget))
+        return self._jitted[budget]
+
+    def _row_loglik(self, phi, cols, budget):
+        """Unweighted ``log f(t_i)`` (``log S(t_i)`` if censored); 0 on padding rows."""
+        theta, t = self.par.theta(phi), cols["time"]
+        pdf, surv = self.trace.pdf_and_survival(theta, t, n_terms=budget)
+        value = jnp.where(cols["censored"] > 0, jnp.log(surv), jnp.log(pdf))
+        return jnp.where(cols["weight"] > 0, value, 0.0)
+
+    def _absorption(self, phi, cols, budget):
+        w = cols["weight"]
+
+        def loglik(p):
+            value = self._row_loglik(p, cols, budget)
+            return value, value
+
+        g, ll = jax.jacfwd(loglik, has_aux=True)(phi)
+        wg = w[:, None] * g
+        return g.T @ wg, -wg.sum(axis=0), -2.0 * (w @ ll), w.sum(), (w > 0).sum()
+
+    def _expected_sfs(self, phi):
+        """Per-site expected SFS: ``mutation · E[ξ_i](θ)``."""
+        theta = self.par.theta(phi)
+        p_model = len(self.trace.parameters)
+        return self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
+
+    def _sfs(self, phi, cols, budget):
+        sites, y, mask = cols["sites"], cols["counts"], cols["mask"]
+        expected = self._expected_sfs
+
+        def residuals(e):
+            mu = sites[:, None] * e[None, :]
+            d = 2.0 * (xlogy(y, y) - xlogy(y, mu) - (y - mu))  # (no 0 * inf at y = 0)
+            small = d < 1e-20  # y ≈ μ: the deviance residual is (y - μ)/√μ to first order
+            r = jnp.where(
+                small, (y - mu) / jnp.sqrt(mu), jnp.sign(y - mu) * jnp.sqrt(jnp.where(small, 1, d))
+            )
+            r = (r * mask[:, None]).ravel()
+            return r, r
+
+        # the expectation has a hand-written reverse mode: chain rule through the k classes
+        e = expected(phi)
+        de = jax.jacrev(expected)(phi)  # (k, p)
+        dr, r = jax.jacfwd(residuals, has_aux=True)(e)  # (W k, k)
+        jac = dr @ de
+        chi2 = r @ r
+        return jac.T @ jac, jac.T @ r, chi2, chi2, mask.sum() * y.shape[1]
+
+
+def padded_size(n: int, multiple: int = 1024, rows: int | None = None) -> int:
+    """Rows after padding ``n`` to at least ``rows`` and up to a multiple of ``multiple``.
+
+    Examples
+    --------
+    >>> padded_size(5000), padded_size(5120, rows=5121), padded_size(100, rows=5000)
+    (5120, 6144, 5120)
+    """
+    return -(-max(n, rows or 0) // multiple) * multiple
+
+
+def _pad(block: Observations, multiple: int, rows: int | None = None) -> dict[str, jax.Array]:
+    n = block.n_rows
+    size = padded_size(n, multiple, rows)
+    cols = dict(block.columns)
+    if block.kind == "sfs":
+        cols["mask"] = np.ones(n)
+    key = "weight" if block.kind == "absorption_times" else "mask"
+    out = {}
+    for name, arr in cols.items():
+        fill = np.repeat(arr[:1], size - n, axis=0)
+        if name == key:
+            fill = np.zeros_like(fill)
+        out[name] = jnp.asarray(np.concatenate([arr, fill]))
+    return out

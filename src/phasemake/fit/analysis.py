@@ -1,0 +1,214 @@
+"""One configured analysis: its observations and its NLSQ passes, file by file.
+
+The workflow's scripts call these; :func:`phasemake.fit.nlsq.fit_in_memory` runs the same
+passes in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from phasemake.core.artefact import read_artefact, write_artefact, write_json_artefact
+from phasemake.data.observations import (
+    Observations,
+    block_ranges,
+    iter_blocks,
+    read_data_file,
+    read_header,
+    simulate_absorption_times,
+    simulate_sfs,
+)
+from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update
+from phasemake.fit.state import Accumulator, read_state, write_state
+
+if TYPE_CHECKING:  # JAX is imported on first use: the reducer job does without it
+    from phasemake.data.obsmodel import ObservationModel
+
+__all__ = [
+    "accumulate_chunk",
+    "enable_compilation_cache",
+    "model_for",
+    "model_from_files",
+    "prepare_observations",
+    "read_state",
+    "step_nlsq",
+    "write_fit",
+]
+
+log = logging.getLogger(__name__)
+
+ACC_KIND, FIT_KIND = "phasemake.nlsq_chunk", "phasemake.fit"
+VERSION = 1
+
+
+def enable_compilation_cache(directory: str | os.PathLike[str]) -> None:
+    """Use JAX's persistent compilation cache in ``directory`` for every later compilation,
+    however small or quick (JAX's defaults keep only programs that took a second), and count
+    compilations and cache hits (:mod:`phasemake.core.compiletime`).
+
+    Call it before the job compiles anything: JAX decides once per process whether the
+    cache is used, so the decision is reset here.
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from phasemake.core.compiletime import start_counting
+
+    jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum
+    compilation_cache.reset_cache()
+    start_counting()
+
+
+def model_for(analysis: dict[str, Any], trace, states: np.ndarray) -> ObservationModel:
+    """The observation model of a configured analysis (its ``nlsq`` initial and fixed)."""
+    from phasemake.data.obsmodel import ObservationModel
+
+    nlsq = analysis.get("nlsq", {})
+    return ObservationModel(
+        analysis["observations"],
+        trace,
+        states=states,
+        initial=nlsq.get("initial", {}),
+        fixed=nlsq.get("fixed", {}),
+    )
+
+
+def model_from_files(
+    analysis: dict[str, Any], *, trace: str | os.PathLike[str], graph: str | os.PathLike[str]
+) -> ObservationModel:
+    """:func:`model_for` with the trace and the graph read (and verified) from their files.
+
+    Examples
+    --------
+    >>> model = model_from_files(analysis, trace="cache/traces/<spec>.h5",
+    ...                          graph="cache/graphs/<spec>.h5")  # doctest: +SKIP
+    """
+    from phasemake.graph.files import read_graph
+    from phasemake.trace.files import load_trace
+
+    return model_for(analysis, load_trace(trace), read_graph(graph).states)
+
+
+def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:
+    """Read and validate ``data.file``, or simulate ``data.simulate`` exactly."""
+    from phasemake.data.obsmodel import MUTATION
+
+    kind, data = analysis["observations"], analysis["data"]
+    n_classes = graph.states.shape[1] - 1 if kind == "sfs" else None
+    if "file" in data:
+        return read_data_file(
+            data["file"], kind=kind, n_classes=n_classes, windows=data.get("windows", 1)
+        )
+    sim = data["simulate"]
+    names = tuple(graph.parameters) + ((MUTATION,) if kind == "sfs" else ())
+    missing = [n for n in names if n not in sim["theta"]]
+    if missing or set(sim["theta"]) - set(names):
+        raise ValueError(
+            f"data.simulate.theta has {sorted(sim['theta'])}; expected exactly {list(names)}"
+        )
+    theta = np.array([sim["theta"][n] for n in graph.parameters], dtype=np.float64)
+    if kind == "absorption_times":
+        return simulate_absorption_times(
+            graph, theta, size=sim["size"], seed=sim["seed"], censor_at=sim.get("censor_at")
+        )
+    rewards = graph.states[:, :n_classes].astype(np.float64)
+    expected = np.asarray(trace.expectation(theta, rewards)) * sim["theta"][MUTATION]
+    sites = np.full(sim["windows"], float(sim["sites"]))
+    return simulate_sfs(expected, sites=sites, seed=sim["seed"])
+
+
+def _phi(model: ObservationModel, previous_state: str | None) -> np.ndarray:
+    if previous_state is None:
+        return model.par.phi0()
+    state = read_state(previous_state)
+    if state["next"] is None:
+        raise ValueError(f"{previous_state} has stopped ({state['reason']}); nothing to evaluate")
+    return np.asarray(state["next"])
+
+
+def accumulate_chunk(
+    model: ObservationModel,
+    observations: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    chunk: int,
+    chunks: int,
+    previous_state: str | None,
+) -> Accumulator:
+    """One chunk job: statistics of chunk ``chunk`` of ``chunks`` at the point the
+    previous state proposed (the initial point for the first pass), streamed block by
+    block; written as a checksummed HDF5 file."""
+    meta = read_header(observations)
+    phi = _phi(model, previous_state)
+    budget = model.budget(phi, meta["t_max"])
+    blocks = block_ranges(len(meta["block_checksums"]), chunks)[chunk]
+    parts, rows, compute = [], 0, 0.0
+    for block in iter_blocks(observations, blocks):
+        t0 = time.perf_counter()
+        parts.append(model.accumulate(phi, block, budget=budget, rows=meta["block_rows"]))
+        compute += time.perf_counter() - t0
+        rows += block.n_rows
+        log.info(
+            "block of %d rows done; %d rows, %.3f s of compute so far", block.n_rows, rows, compute
+        )
+    if parts:
+        acc = Accumulator.total(parts)
+    else:  # more chunks than blocks: an empty chunk
+        p = len(phi)
+        acc = Accumulator(np.zeros((p, p)), np.zeros(p), 0.0, 0.0, 0.0)
+    write_artefact(
+        output,
+        kind=ACC_KIND,
+        version=VERSION,
+        arrays={"jtj": acc.jtj, "jtr": acc.jtr, "phi": phi},
+        meta={
+            "chi2": acc.chi2,
+            "rr": acc.rr,
+            "count": acc.count,
+            "data": meta["checksum"],
+            "chunk": chunk,
+            "chunks": chunks,
+            "budget": budget,
+        },
+    )
+    return acc
+
+
+def step_nlsq(
+    chunk_files: list[str],
+    output: str | os.PathLike[str],
+    *,
+    previous_state: str | None,
+    settings: LMSettings,
+) -> dict[str, Any]:
+    """The reducer: sum the chunk files in order, take one LM step, write the state."""
+    accs, phis, data = [], [], set()
+    for path in chunk_files:
+        arrays, meta = read_artefact(path, kind=ACC_KIND, versions=(VERSION,))
+        accs.append(
+            Accumulator(arrays["jtj"], arrays["jtr"], meta["chi2"], meta["rr"], meta["count"])
+        )
+        phis.append(arrays["phi"])
+        data.add(meta["data"])
+    if len(data) != 1 or any(not np.array_equal(p, phis[0]) for p in phis):
+        raise ValueError(f"chunk files {chunk_files} were computed on different data or points")
+    previous = None if previous_state is None else read_state(previous_state)
+    state = lm_update(previous, phis[0], Accumulator.total(accs), settings)
+    state["data"] = data.pop()
+    write_state(output, state)
+    return state
+
+
+def write_fit(model: ObservationModel, state_path: str, output: str, **extra: Any) -> dict:
+    """The fit summary of the final state (see :func:`phasemake.fit.nlsq.fit_summary`)."""
+    state = read_state(state_path)
+    fit = {**fit_summary(model, state), "data": state["data"], **extra}
+    write_json_artefact(output, kind=FIT_KIND, version=VERSION, payload=fit)
+    return fit

@@ -1,0 +1,465 @@
+"""Consensus Monte Carlo of one configured analysis, file by file.
+
+The workflow's scripts call these three steps (``rules/cmc.smk``):
+
+1. :func:`plan_shards` fixes the number of shards S (the config's ``cmc.shards``, or the
+   cost-model rule of :mod:`phasemake.posterior.shards` for ``auto``) and writes it with the rule's
+   inputs to ``plan.json``.
+2. :func:`sample_shard` runs NUTS on one shard (:func:`phasemake.posterior.sampling.sample_nuts`),
+   warm-started at the NLSQ fit, and writes the shard posterior file. Retry ``attempt``
+   uses the seed ``(seed, shard, attempt)`` and a higher target acceptance.
+3. :func:`combine_shards` reads every shard file and writes the consensus posterior
+   (HDF5 draws) and its summary (JSON): means, sds, quantiles, correlations, between-shard
+   heterogeneity, per-shard diagnostics, and the true θ against the posterior when the data
+   were simulated.
+
+S = 1 is full-data NUTS; :func:`compare_posteriors` measures a consensus against it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from phasemake.core.artefact import atomic_path, read_json_artefact, write_json_artefact
+from phasemake.core.errors import DataError, PhasemakeError
+from phasemake.data.observations import read_header, read_observations
+from phasemake.data.obsmodel import ObservationModel
+from phasemake.posterior.consensus import (
+    combine,
+    read_weighted_consensus,
+    summarise_draws,
+    write_consensus,
+)
+from phasemake.posterior.priors import log_prior
+from phasemake.posterior.refine import (
+    MAX_PARETO_K,
+    full_data_log_density,
+    importance_refine,
+    resample,
+)
+from phasemake.posterior.sampling import (
+    NUTSSettings,
+    ShardQualityError,
+    read_shard,
+    sample_nuts,
+    write_shard,
+)
+from phasemake.posterior.shardplan import write_shard_plan
+from phasemake.posterior.shards import LEAPFROG_STEPS, choose_shards, shard, work_per_point
+from phasemake.trace.uniformisation import BLOCK
+
+__all__ = [
+    "REGION_SDS",
+    "combine_shards",
+    "compare_full",
+    "compare_posteriors",
+    "plan_shards",
+    "sample_shard",
+    "shard_budget",
+]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KIND, COMPARE_KIND, VERSION = (
+    "phasemake.consensus_summary",
+    "phasemake.posterior_comparison",
+    1,
+)
+FIT_KIND, FIT_VERSIONS = "phasemake.fit", (1,)
+
+#: Shard posterior sds (on log θ) the uniformisation budget covers around the NLSQ fit.
+REGION_SDS = 6.0
+
+
+def _fit_point(model: ObservationModel, fit_path: str | os.PathLike[str]):
+    """``(φ̂, cov φ̂)`` of the free parameters from an NLSQ ``fit.json``."""
+    fit = read_json_artefact(fit_path, kind=FIT_KIND, versions=FIT_VERSIONS)
+    free = list(model.par.free_names)
+    if fit["free"] != free:
+        raise DataError(
+            f"{fit_path} has free parameters {fit['free']}, the analysis {free}; "
+            "delete the NLSQ results so that they are refitted"
+        )
+    if not fit["converged"]:
+        log.warning("NLSQ fit %s did not converge (%s); warm start anyway", fit_path, fit["reason"])
+    phi = np.log([fit["parameters"][n]["estimate"] for n in free])
+    cov = np.asarray(fit["log_covariance"], dtype=np.float64)
+    if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
+        raise DataError(
+            f"{fit_path}: the NLSQ covariance is not positive ({np.diag(cov).tolist()}); a "
+            "parameter is not identified by the data: fix it (nlsq.fixed) or add data"
+        )
+    return phi, cov
+
+
+def shard_budget(model: ObservationModel, phi, cov, *, shards: int, t_max: float | None) -> int:
+    """Uniformisation steps that reach every point within :data:`REGION_SDS` shard sds
+    (``√(S · diag cov)``) of the fit: a shard's posterior is S times as wide."""
+    half = REGION_SDS * np.sqrt(shards * np.diag(cov))
+    return model.region_budget(phi, half, t_max)
+
+
+def plan_shards(
+    model: ObservationModel,
+    observations: str | os.PathLike[str],
+    fit_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    cmc: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Fix S (``cmc.shards``: an integer, or ``"auto"`` for the rule of
+    :mod:`phasemake.posterior.shards`) and write the plan with the rule's inputs.
+
+    Examples
+    --------
+    >>> plan = plan_shards(model, "observations.h5", "fit.json", "plan.json",
+    ...                    cmc={"shards": "auto", ...})  # doctest: +SKIP
+    >>> plan["shards"], plan["choice"]["rule"]  # doctest: +SKIP
+    (4, 'smallest S with 3 I (a + b N/S) <= target_work')
+    """
+    header = read_header(observations)
+    points = int(header["n_rows"])
+    phi, cov = _fit_point(model, fit_path)
+    p = len(phi)
+    settings = NUTSSettings.from_config(cmc)
+    iterations = settings.chains * (settings.warmup + settings.samples) * LEAPFROG_STEPS
+    budget = shard_budget(model, phi, cov, shards=1, t_max=header["t_max"])
+    shared, per_point = work_per_point(
+        model.kind,
+        budget=budget,
+        n_edges=model.trace.n_edges,
+        n_vertices=model.trace.n_vertices,
+        n_classes=model.n_classes,
+        block=BLOCK,
+    )
+    choice = choose_shards(
+        points=points,
+        parameters=p,
+        shared=shared,
+        per_point=per_point,
+        iterations=iterations,
+        target_work=float(cmc["target_work"]),
+        min_points=int(cmc["min_points"]),
+        min_points_per_parameter=int(cmc["min_points_per_parameter"]),
+    )
+    if cmc["shards"] == "auto":
+        shards = choice["shards"]
+        how = f"auto: {choice['rule']}" + (
+            f" gives {choice['wanted']}, capped at {choice['cap']} by the points floor"
+            if choice["wanted"] > choice["cap"]
+            else ""
+        )
+    else:
+        shards = int(cmc["shards"])
+        how = "set in the config (cmc.shards)"
+        if shards > points:
+            raise DataError(
+                f"cmc.shards = {shards} but the data have {points} rows; expected at most "
+                f"{points} (the rule would choose {choice['shards']}); lower cmc.shards"
+            )
+    plan = {
+        "shards": shards,
+        "how": how,
+        "choice": choice,
+        "points": points,
+        "points_per_shard": [points // shards + (s < points % shards) for s in range(shards)],
+        "data": header["checksum"],
+    }
+    write_shard_plan(output, plan)
+    return plan
+
+
+def _attempt_history(path, attempt: int) -> list[dict[str, Any]]:
+    """Earlier attempts' records (Snakemake deletes a job's log before a retry, so they
+    are kept in a JSON-lines file of their own; attempt 1 starts it afresh)."""
+    if path is None or attempt == 1 or not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _record_attempt(path, records: list[dict[str, Any]]) -> None:
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def sample_shard(
+    model: ObservationModel,
+    observations: str | os.PathLike[str],
+    fit_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    cmc: Mapping[str, Any],
+    index: int,
+    shards: int,
+    attempt: int = 1,
+    attempts: int = 1,
+    threads: int = 1,
+    label: str = "",
+    history: str | os.PathLike[str] | None = None,
+) -> None:
+    """NUTS on shard ``index`` of ``shards`` (all the data when ``shards`` is 1), written
+    to ``output``; retry ``attempt`` of ``attempts`` uses a new seed and a higher target
+    acceptance (:meth:`NUTSSettings.for_attempt`). ``history``: a JSON-lines file of the
+    attempts' outcomes, kept across retries; the failed ones also go into the shard file
+    (``meta["failed_attempts"]``).
+
+    Raises
+    ------
+    ShardQualityError
+        Naming ``label``, the shard, the attempt and every earlier failure, when the gates
+        fail.
+    """
+    if not 0 <= index < shards:
+        raise DataError(f"shard {index}: expected 0 to {shards - 1}")
+    where = f"{label}shard {index} of {shards}"
+    earlier = _attempt_history(history, attempt)
+    before = "".join(f"; attempt {r['attempt']}: {r['problem']}" for r in earlier)
+    if attempt > attempts:
+        raise ShardQualityError(
+            f"{where}: attempt {attempt} but cmc.retries allows {attempts - 1} retries{before}"
+        )
+    header = read_header(observations)
+    obs = read_observations(observations)
+    part = obs if shards == 1 else shard(obs, index, shards, seed=int(cmc["seed"]))
+    phi, cov = _fit_point(model, fit_path)
+    budget = shard_budget(model, phi, cov, shards=shards, t_max=header["t_max"])
+    settings = NUTSSettings.from_config(cmc).for_attempt(attempt)
+    seed = (int(cmc["seed"]), index, attempt)
+    log.info(
+        "%s: %d rows, attempt %d of %d (target acceptance %.4g), %d uniformisation steps",
+        where,
+        part.n_rows,
+        attempt,
+        attempts,
+        settings.target_accept,
+        budget,
+    )
+    record = {"attempt": attempt, "seed": list(seed), "target_accept": settings.target_accept}
+    try:
+        post = sample_nuts(
+            model,
+            part,
+            log_prior=log_prior(model.par.free_names, cmc.get("prior", {})),
+            shards=shards,
+            init_phi=phi,
+            init_cov=cov,
+            budget=budget,
+            settings=settings,
+            seed=seed,
+            threads=threads,
+            pad_rows=-(-obs.n_rows // shards),  # every shard: one shape, one program
+        )
+    except ShardQualityError as err:
+        _record_attempt(history, [*earlier, {**record, "problem": str(err)}])
+        retry = (
+            "Snakemake retries it with a new seed"
+            if attempt < attempts
+            else "no retries left: raise cmc.warmup or cmc.retries, or check the model"
+        )
+        raise ShardQualityError(
+            f"{where} failed its quality gates on attempt {attempt} of {attempts}: {err}"
+            f"{before}; {retry}"
+        ) from None
+    _record_attempt(history, [*earlier, {**record, "problem": None}])
+    write_shard(
+        output,
+        post,
+        shard=index,
+        attempt=attempt,
+        failed_attempts=earlier,
+        data=header["checksum"],
+    )
+    log.info(
+        "%s: R-hat %s, ESS %s, %d divergent%s",
+        where,
+        np.round(post.r_hat, 4).tolist(),
+        np.round(post.ess).astype(int).tolist(),
+        post.meta["divergences"],
+        f" (after failed attempts{before})" if earlier else "",
+    )
+
+
+def _shard_row(path: str, post) -> dict[str, Any]:
+    m = post.meta
+    return {
+        "file": os.fspath(path),
+        "shard": m["shard"],
+        "rows": m["rows"],
+        "attempt": m["attempt"],
+        "failed_attempts": m["failed_attempts"],
+        "target_accept": m["settings"]["target_accept"],
+        "divergences": m["divergences"],
+        "r_hat": post.r_hat.tolist(),
+        "ess": post.ess.tolist(),
+        "step_size": post.step_size.tolist(),
+        "mean_leapfrog_steps": float(np.mean(post.num_steps)),
+    }
+
+
+def combine_shards(
+    paths: Sequence[str | os.PathLike[str]],
+    draws_output: str | os.PathLike[str],
+    summary_output: str | os.PathLike[str],
+    *,
+    cmc: Mapping[str, Any],
+    model: ObservationModel | None = None,
+    observations: str | os.PathLike[str] | None = None,
+    truth: Mapping[str, float] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The consensus of the shard files (in shard order) by ``cmc.rule``: draws to
+    ``draws_output`` (HDF5, :func:`phasemake.to_arviz` loads it), summary to
+    ``summary_output`` (JSON). With ``cmc.refine = "importance"`` (needs ``model`` and
+    ``observations``) the consensus is refined against the full-data posterior
+    (:mod:`phasemake.posterior.refine`). ``truth``: the simulated θ, compared with the posterior."""
+    posts = [read_shard(p) for p in paths]
+    metas = [p.meta for p in posts]
+    for key in ("data", "shards", "free"):
+        if len({repr(m[key]) for m in metas}) != 1:
+            raise PhasemakeError(
+                f"shard files {list(map(str, paths))} disagree on {key!r}; delete them so "
+                "that they are resampled from the same data and plan"
+            )
+    free, shards = metas[0]["free"], metas[0]["shards"]
+    if [m["shard"] for m in metas] != list(range(shards)):
+        raise PhasemakeError(
+            f"expected shards 0..{shards - 1} in order, got {[m['shard'] for m in metas]}"
+        )
+    draws, summary = combine([p.phi for p in posts], free, rule=cmc["rule"], seed=int(cmc["seed"]))
+    summary["data"] = metas[0]["data"]
+    arrays = {}
+    if cmc.get("refine", "none") == "importance" and shards > 1:
+        if model is None or observations is None:
+            raise PhasemakeError("cmc.refine = 'importance' needs the model and observations")
+        draws, arrays = _refine(model, observations, draws, summary, cmc=cmc)
+    summary["shard_diagnostics"] = [_shard_row(p, q) for p, q in zip(paths, posts, strict=True)]
+    summary["free"] = free
+    if truth:
+        summary["truth"] = _against_truth(summary, truth)
+    summary.update(extra)
+    write_consensus(draws_output, draws, summary, arrays=arrays, free=free, data=summary["data"])
+    write_json_artefact(summary_output, kind=SUMMARY_KIND, version=VERSION, payload=summary)
+    return summary
+
+
+def _refine(model, observations, draws, summary, *, cmc) -> tuple[np.ndarray, dict]:
+    """Importance-refine ``draws`` in place of ``summary``'s parameters when reliable;
+    record the outcome under ``summary["refinement"]``."""
+    header = read_header(observations)
+    if header["checksum"] != summary["data"]:
+        raise DataError(f"{observations} is not the data the shards were sampled from")
+    density = full_data_log_density(
+        model,
+        read_observations(observations),
+        log_prior=log_prior(model.par.free_names, cmc.get("prior", {})),
+        t_max=header["t_max"],
+    )
+    record: dict[str, Any] = {"method": "importance", "proposals": int(cmc["refine_proposals"])}
+    try:
+        ref = importance_refine(
+            density, draws, proposals=record["proposals"], seed=int(cmc["seed"])
+        )
+    except ValueError as err:  # e.g. a proposal point with absurd rates
+        log.warning("refinement not applied: %s", err)
+        summary["refinement"] = {**record, "applied": False, "reason": str(err)}
+        return draws, {}
+    record.update(pareto_k=ref.pareto_k, ess=ref.ess, failed_points=ref.failed)
+    names = list(summary["parameters"])
+    if not ref.reliable:
+        reason = f"Pareto k {ref.pareto_k:.2f} > {MAX_PARETO_K}: the consensus is kept"
+        log.warning("refinement not applied: %s", reason)
+        summary["refinement"] = {**record, "applied": False, "reason": reason}
+        return draws, {}
+    unrefined = {n: {k: summary["parameters"][n][k] for k in ("mean", "sd")} for n in names}
+    summary.update(summarise_draws(ref.phi, names, weights=ref.weights))
+    summary["refinement"] = {**record, "applied": True, "unrefined": unrefined}
+    log.info(
+        "refined against the full-data posterior: Pareto k %.2f, ESS %.0f of %d points",
+        ref.pareto_k,
+        ref.ess,
+        record["proposals"],
+    )
+    resampled = resample(ref, draws.shape[:-1], seed=int(cmc["seed"]))
+    return resampled, {"proposal_phi": ref.phi, "log_weights": ref.log_weights}
+
+
+def _against_truth(summary: dict[str, Any], truth: Mapping[str, float]) -> dict[str, Any]:
+    """Per free parameter: the true value, the posterior mean and sd, the error in sds,
+    and whether the truth is inside the central 90% interval."""
+    rows = {}
+    for name, post in summary["parameters"].items():
+        if name not in truth:
+            continue
+        true = float(truth[name])
+        q = post["quantiles"]
+        rows[name] = {
+            "true": true,
+            "mean": post["mean"],
+            "sd": post["sd"],
+            "z": (post["mean"] - true) / post["sd"],
+            "in_90": bool(q["0.05"] <= true <= q["0.95"]),
+        }
+    return rows
+
+
+def compare_posteriors(
+    consensus: np.ndarray,
+    reference: np.ndarray,
+    names: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """A consensus (φ draws, importance ``weights`` if refined) against a full-data
+    posterior: per parameter the mean difference in reference sds and the sd ratio
+    (θ scale), and the largest difference of the θ correlations."""
+    a = summarise_draws(consensus, names, weights=weights)
+    b = summarise_draws(reference, names)
+    rows = {
+        n: {
+            "mean_diff_in_sd": (a["parameters"][n]["mean"] - b["parameters"][n]["mean"])
+            / b["parameters"][n]["sd"],
+            "sd_ratio": a["parameters"][n]["sd"] / b["parameters"][n]["sd"],
+        }
+        for n in names
+    }
+    corr = float(np.max(np.abs(np.array(a["correlation"]) - np.array(b["correlation"]))))
+    return {"parameters": rows, "max_correlation_diff": corr, "consensus": a, "reference": b}
+
+
+#: Agreement a consensus must show with full-data NUTS (means in reference sds, relative
+#: sds, absolute correlations): the thresholds of the project's acceptance tests.
+AGREEMENT = {"mean_diff_in_sd": 0.15, "sd_ratio_minus_1": 0.15, "correlation_diff": 0.1}
+
+
+def compare_full(
+    consensus_path: str | os.PathLike[str],
+    full_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """:func:`compare_posteriors` of a consensus file and a full-data (S = 1) shard file
+    on the same data, with each :data:`AGREEMENT` threshold checked, written as JSON."""
+    draws, weights, meta = read_weighted_consensus(consensus_path)
+    full = read_shard(full_path)
+    if full.meta["shards"] != 1:
+        raise DataError(f"{full_path} is shard {full.meta['shard']} of {full.meta['shards']}")
+    if meta["data"] != full.meta["data"] or meta["free"] != full.meta["free"]:
+        raise DataError(f"{consensus_path} and {full_path} come from different data or models")
+    result = compare_posteriors(draws, full.phi, meta["free"], weights=weights)
+    rows = result["parameters"].values()
+    result["agreement"] = {
+        "thresholds": AGREEMENT,
+        "means": all(abs(r["mean_diff_in_sd"]) <= AGREEMENT["mean_diff_in_sd"] for r in rows),
+        "sds": all(abs(r["sd_ratio"] - 1) <= AGREEMENT["sd_ratio_minus_1"] for r in rows),
+        "correlations": result["max_correlation_diff"] <= AGREEMENT["correlation_diff"],
+    }
+    result["shards"] = meta["summary"]["shards"]
+    write_json_artefact(output, kind=COMPARE_KIND, version=VERSION, payload=result)
+    return result

@@ -1,0 +1,374 @@
+"""NUTS (NumPyro) on one shard of the observations, and the shard posterior file.
+
+A shard's target density on φ = log θ (the free parameters) is
+
+    log p_s(φ) = (1/S) log p_φ(φ) + Σ_{i ∈ shard} ℓ_i(φ)
+
+(the prior fractionated, see :mod:`phasemake.posterior.priors`), so the product of the S shard
+densities is the full-data posterior. Each chain starts at the NLSQ estimate plus a
+draw of half the shard's expected spread (S × the NLSQ covariance); warm-up adapts the
+step size and a dense mass matrix. Chains are independent single-chain runs, keyed by
+``split(key, chains)``: with ``threads > 1`` they run in a thread pool, otherwise one
+after the other, and the draws are the same bytes either way. (NumPyro's
+``chain_method="parallel"`` gives different draws than ``"sequential"`` for the second
+and later chains, which would make the results depend on ``--cores``.)
+
+The chains run NumPyro's functional NUTS kernel (the one ``MCMC`` drives) in two jitted
+programs, the initial state and an ``advance`` over a range of iterations (warm-up and
+sampling alike, a segment at a time for progress lines), that take the shard's data as
+*arguments*: a program that closed over the data would embed them as constants, so every
+shard would compile its own programs (~20 CPU s each). Padded to one size (``pad_rows``),
+all shards of an analysis run the same programs: compiled once, they come from JAX's
+persistent compilation cache in every other shard job (see
+:func:`phasemake.fit.analysis.enable_compilation_cache`).
+
+Quality gates: the post-warm-up divergence rate and the largest split R-hat
+(``numpyro.diagnostics``) must stay within the settings, else :class:`ShardQualityError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin  # noqa: E402
+from numpyro.infer.hmc import hmc  # noqa: E402
+
+from phasemake.core.artefact import read_artefact, write_artefact  # noqa: E402
+from phasemake.core.compiletime import cache_summary, compile_seconds, start_counting  # noqa: E402
+from phasemake.core.errors import PhasemakeError  # noqa: E402
+from phasemake.data.observations import Observations  # noqa: E402
+from phasemake.data.obsmodel import ObservationModel  # noqa: E402
+
+__all__ = [
+    "NUTSSettings",
+    "ShardPosterior",
+    "ShardQualityError",
+    "read_shard",
+    "sample_nuts",
+    "write_shard",
+]
+
+log = logging.getLogger(__name__)
+SHARD_KIND, SHARD_VERSION = "phasemake.shard_posterior", 1
+
+
+class ShardQualityError(PhasemakeError):
+    """A shard's sampler failed its quality gates (divergences or R-hat)."""
+
+
+@dataclass(frozen=True)
+class NUTSSettings:
+    """NUTS settings and quality gates (the config's ``cmc`` keys of the same names)."""
+
+    chains: int = 2
+    warmup: int = 500
+    samples: int = 500
+    target_accept: float = 0.8
+    dense_mass: bool = True
+    max_tree_depth: int = 10
+    max_divergence_rate: float = 0.01
+    max_rhat: float = 1.05
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> NUTSSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    def for_attempt(self, attempt: int) -> NUTSSettings:
+        """Retry ``attempt`` (1, 2, ...): target acceptance ``1 - (1 - a)/2^(attempt-1)``."""
+        accept = 1.0 - (1.0 - self.target_accept) / 2 ** (attempt - 1)
+        return dataclasses.replace(self, target_accept=accept)
+
+
+class ShardPosterior(NamedTuple):
+    """Draws and diagnostics of one shard (φ = log θ of the free parameters)."""
+
+    phi: np.ndarray  # (chains, draws, p)
+    log_density: np.ndarray  # (chains, draws): log p_s(φ) up to a constant
+    diverging: np.ndarray  # (chains, draws) bool
+    num_steps: np.ndarray  # (chains, draws) leapfrog steps
+    step_size: np.ndarray  # (chains,)
+    inverse_mass_matrix: np.ndarray  # (chains, p, p)
+    r_hat: np.ndarray  # (p,)
+    ess: np.ndarray  # (p,)
+    meta: dict[str, Any]
+
+
+def _potential_gen(model: ObservationModel, log_prior, budget: int):
+    """``(cols, inv_shards) -> (φ -> -log p_s(φ))``: the data are arguments of the compiled
+    programs, not constants in them, so every shard of the same padded shape runs the same
+    program (one compilation, then persistent-cache hits in the other shard jobs). A plain
+    function of φ (no effect handlers: NumPyro's handler stack is global, so model tracing
+    is not thread-safe)."""
+
+    def gen(cols, inv_shards):
+        def potential(phi):
+            return -(inv_shards * log_prior(phi) + model.log_likelihood(phi, cols, budget))
+
+        return potential
+
+    return gen
+
+
+#: NUTS iterations per call of the chain program: a progress line in the job log each.
+SEGMENT = 100
+
+
+class _ChainPrograms(NamedTuple):
+    """One chain's programs, compiled once per job and shared by the chains."""
+
+    init: Any  # (key, φ0, cols, inv_shards) -> initial HMCState
+    advance: Any  # (state, draws, start, stop, cols, inv_shards) -> (state, draws)
+    draws: Any  # the empty draw buffers: (φ, potential, diverging, steps), one row a draw
+
+
+def _chain_programs(
+    model: ObservationModel, log_prior, budget: int, settings: NUTSSettings, args
+) -> _ChainPrograms:
+    """NumPyro's functional NUTS kernel (:func:`numpyro.infer.hmc.hmc`, the one ``MCMC``
+    drives) as two jitted programs with the data as arguments, lowered and compiled here,
+    before any chain runs: ``init`` (the initial state at φ0) and ``advance``, which runs
+    iterations ``[start, stop)``, adapting while the iteration count is below
+    ``settings.warmup`` (as ``MCMC.warmup`` then ``MCMC.run`` do) and writing each later
+    iteration's draw into row ``i - warmup`` of the buffers. One program serves warm-up and
+    sampling, called a segment at a time for the job log's progress lines."""
+    init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_gen(model, log_prior, budget))
+
+    def init(key, phi0, cols, inv_shards):
+        # the key split of numpyro's HMC.init (the second half seeds model initialisation)
+        key, _ = jax.random.split(key)
+        return init_kernel(
+            phi0,
+            num_warmup=settings.warmup,
+            dense_mass=settings.dense_mass,
+            target_accept_prob=settings.target_accept,
+            max_tree_depth=settings.max_tree_depth,
+            model_args=(cols, inv_shards),
+            rng_key=key,
+        )
+
+    def advance(state, draws, start, stop, cols, inv_shards):
+        def body(i, carry):
+            s, d = carry
+            s = sample_kernel(s, model_args=(cols, inv_shards))
+            row = i - settings.warmup
+            at = jnp.clip(row, 0, settings.samples - 1)
+            new = (s.z, s.potential_energy, s.diverging, s.num_steps)
+            d = tuple(
+                jnp.where(row >= 0, buf.at[at].set(x), buf) for buf, x in zip(d, new, strict=True)
+            )
+            return s, d
+
+        return jax.lax.fori_loop(start, stop, body, (state, draws))
+
+    # init is traced first: it sets the kernel's settings (max tree depth, adaptation
+    # schedule) that the trace of advance reads
+    first = jax.jit(init).lower(*args).compile()
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), first.out_info)
+    n = settings.samples
+    draws = (
+        jnp.zeros((n, *state.z.shape), state.z.dtype),
+        jnp.zeros(n, state.potential_energy.dtype),
+        jnp.zeros(n, state.diverging.dtype),
+        jnp.zeros(n, state.num_steps.dtype),
+    )
+    bound = jax.ShapeDtypeStruct((), jnp.int32)
+    step = jax.jit(advance).lower(state, draws, bound, bound, *args[2:]).compile()
+    return _ChainPrograms(first, step, draws)
+
+
+def _segments(start: int, stop: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` in pieces of :data:`SEGMENT` iterations (as program arguments)."""
+    return [(np.int32(a), np.int32(min(a + SEGMENT, stop))) for a in range(start, stop, SEGMENT)]
+
+
+def _dense(inverse_mass, p: int) -> np.ndarray:
+    """The adapted inverse mass matrix as a (p, p) array (NumPyro keys it by sites)."""
+    if isinstance(inverse_mass, dict):
+        (inverse_mass,) = inverse_mass.values()
+    m = np.asarray(inverse_mass)
+    return m if m.ndim == 2 else np.diag(m)
+
+
+def sample_nuts(
+    model: ObservationModel,
+    obs: Observations,
+    *,
+    log_prior,
+    shards: int,
+    init_phi: np.ndarray,
+    init_cov: np.ndarray,
+    budget: int,
+    settings: NUTSSettings,
+    seed: tuple[int, ...],
+    threads: int = 1,
+    pad_rows: int | None = None,
+) -> ShardPosterior:
+    """Run the chains on ``obs`` (one shard of ``shards``) and check the quality gates.
+
+    Parameters
+    ----------
+    model
+        The analysis's observation model (its fixed parameters stay fixed).
+    obs
+        This shard's observations.
+    log_prior
+        ``φ -> log p_φ(φ)`` (see :func:`phasemake.posterior.priors.log_prior`); raised to ``1/shards``.
+    init_phi, init_cov
+        NLSQ estimate and covariance of φ on the full data.
+    budget
+        Uniformisation steps, fixed before tracing; draws beyond its reach have a NaN
+        likelihood and count as divergences.
+    seed
+        Entropy for the chain keys and initial points (e.g. ``(seed, shard, attempt)``).
+    threads
+        Chains run concurrently in this many threads (same draws for any value).
+    pad_rows
+        Pad the data to at least this many rows (then to a multiple of 1024): give every
+        shard of an analysis the largest shard's size (``ceil(N / S)``) and all its shard
+        jobs run one compiled program (persistent-cache hits after the first).
+
+    Raises
+    ------
+    ShardQualityError
+        If the divergence rate or R-hat exceed the settings' gates.
+    """
+    start_counting()
+    p = len(init_phi)
+    entropy = np.random.SeedSequence(list(seed)).generate_state(2)
+    keys = jax.random.split(jax.random.PRNGKey(int(entropy[0])), settings.chains)
+    spread = np.linalg.cholesky(shards * np.asarray(init_cov) + 1e-12 * np.eye(p))
+    z = np.random.default_rng(int(entropy[1])).standard_normal((settings.chains, p))
+    inits = np.asarray(init_phi)[None, :] + 0.5 * z @ spread.T
+    cols = model.padded(obs, rows=pad_rows)
+    args = (keys[0], jnp.asarray(inits[0]), cols, jnp.asarray(1.0 / shards))
+    t0, k0 = time.perf_counter(), compile_seconds()
+    programs = _chain_programs(model, log_prior, budget, settings, args)
+    log.info(
+        "NUTS programs for %d padded rows: %.1f s (compile %.1f s; %s)",
+        len(next(iter(cols.values()))),
+        time.perf_counter() - t0,
+        compile_seconds() - k0,
+        cache_summary(),
+    )
+
+    def run_chain(c: int) -> dict[str, np.ndarray]:
+        total = settings.warmup + settings.samples
+        t0, k0 = time.perf_counter(), compile_seconds(this_thread=True)
+        state, draws = programs.init(keys[c], jnp.asarray(inits[c]), cols, args[3]), programs.draws
+        for a, b in _segments(0, settings.warmup):
+            state, draws = programs.advance(state, draws, a, b, cols, args[3])
+            jax.block_until_ready(state)  # dispatch is asynchronous: time the work
+            log.info(
+                "chain %d: iteration %d of %d (warm-up), %.1f s",
+                c,
+                b,
+                total,
+                time.perf_counter() - t0,
+            )
+        t1, k1 = time.perf_counter(), compile_seconds(this_thread=True)
+        adapt = state.adapt_state
+        log.info(
+            "chain %d: warm-up %.1f s (compile %.1f s), step size %.3g",
+            c,
+            t1 - t0,
+            k1 - k0,
+            float(adapt.step_size),
+        )
+        for a, b in _segments(settings.warmup, total):
+            state, draws = programs.advance(state, draws, a, b, cols, args[3])
+            jax.block_until_ready(state)
+            log.info("chain %d: iteration %d of %d, %.1f s", c, b, total, time.perf_counter() - t0)
+        phi, potential, diverging, steps = (np.asarray(x) for x in draws)
+        t2, k2 = time.perf_counter(), compile_seconds(this_thread=True)
+        log.info(
+            "chain %d: %d draws in %.1f s (compile %.1f s), %d divergent, mean %.1f leapfrog steps",
+            c,
+            settings.samples,
+            t2 - t1,
+            k2 - k1,
+            int(np.sum(diverging)),
+            float(np.mean(steps)),
+        )
+        return {
+            "phi": phi,
+            "log_density": -potential,
+            "diverging": diverging,
+            "num_steps": steps,
+            "step_size": np.asarray(adapt.step_size),
+            "inverse_mass_matrix": _dense(adapt.inverse_mass_matrix, p),
+        }
+
+    workers = max(1, min(threads, settings.chains))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            chains = list(pool.map(run_chain, range(settings.chains)))
+    else:
+        chains = [run_chain(c) for c in range(settings.chains)]
+    stack = {k: np.stack([c[k] for c in chains]) for k in chains[0]}
+    r_hat = np.array([split_gelman_rubin(stack["phi"][..., i]) for i in range(p)])
+    ess = np.array([effective_sample_size(stack["phi"][..., i]) for i in range(p)])
+    divergences = int(stack["diverging"].sum())
+    meta = {
+        "free": list(model.par.free_names),
+        "names": list(model.par.names),
+        "values": list(model.par.values),
+        "shards": shards,
+        "rows": obs.n_rows,
+        "seed": list(seed),
+        "budget": budget,
+        "settings": dataclasses.asdict(settings),
+        "init": inits.tolist(),
+        "divergences": divergences,  # no timings here: the file must not depend on them
+    }
+    post = ShardPosterior(
+        stack["phi"],
+        stack["log_density"],
+        stack["diverging"],
+        stack["num_steps"],
+        stack["step_size"],
+        stack["inverse_mass_matrix"],
+        r_hat,
+        ess,
+        meta,
+    )
+    problems = []
+    rate = divergences / stack["diverging"].size
+    if rate > settings.max_divergence_rate:
+        problems.append(f"divergence rate {rate:.3g} > {settings.max_divergence_rate}")
+    if not np.all(np.isfinite(r_hat)) or np.max(r_hat) > settings.max_rhat:
+        problems.append(f"R-hat {np.round(r_hat, 4).tolist()} > {settings.max_rhat}")
+    if not np.all(np.isfinite(stack["log_density"])):
+        problems.append("non-finite log density in the draws")
+    if problems:
+        raise ShardQualityError("; ".join(problems))
+    return post
+
+
+def write_shard(path, post: ShardPosterior, **meta: Any) -> None:
+    """Write a shard posterior (atomic, versioned, checksummed HDF5)."""
+    arrays = post._asdict()
+    arrays.pop("meta")
+    arrays["diverging"] = arrays["diverging"].astype(np.int8)
+    arrays["num_steps"] = arrays["num_steps"].astype(np.int32)
+    write_artefact(
+        path, kind=SHARD_KIND, version=SHARD_VERSION, arrays=arrays, meta={**post.meta, **meta}
+    )
+
+
+def read_shard(path) -> ShardPosterior:
+    """Read and verify a shard posterior file."""
+    arrays, meta = read_artefact(path, kind=SHARD_KIND, versions=(SHARD_VERSION,))
+    arrays["diverging"] = arrays["diverging"].astype(bool)
+    return ShardPosterior(**arrays, meta=meta)

@@ -1,0 +1,198 @@
+"""Trace and work-unit files, and the in-process ``compile_trace``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from phasemake.core.artefact import atomic_path, read_artefact, write_artefact
+from phasemake.core.errors import ArtefactError
+from phasemake.graph.build import Graph
+from phasemake.trace.units import (
+    DEFAULT_UNIT_COST,
+    UnitPlan,
+    record_trace_arrays,
+    record_unit,
+    stitch_units,
+    unit_key,
+)
+
+if TYPE_CHECKING:
+    from phasemake.trace.evaluator import Trace
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TRACE_FORMAT_VERSION",
+    "claim_path",
+    "claim_unit",
+    "compile_trace",
+    "load_trace",
+    "read_claim",
+    "read_plan",
+    "read_unit",
+    "stitch_trace_files",
+    "trace_meta",
+    "write_plan",
+    "write_trace",
+    "write_unit",
+]
+
+TRACE_KIND = "phasemake.trace"
+UNIT_KIND = "phasemake.trace_unit"
+TRACE_FORMAT_VERSION = 1
+
+
+def trace_meta(graph: Graph, units: list[UnitPlan]) -> dict[str, Any]:
+    return {
+        "parameters": list(graph.parameters),
+        "provenance": {
+            "spec": graph.provenance.get("spec"),
+            "model": graph.provenance.get("model"),
+            "vertices": graph.n_vertices,
+            "edges": graph.n_edges,
+            "units": [u.key for u in units],
+        },
+    }
+
+
+def compile_trace(graph: Graph, *, max_unit_cost: int = DEFAULT_UNIT_COST) -> Trace:
+    """Plan, record every work unit and stitch them into a :class:`Trace`, in one process.
+
+    The workflow does the same through files (one job per unit); both give identical arrays.
+
+    Examples
+    --------
+    >>> import phasemake
+    >>> from phasemake.models import block_counting
+    >>> trace = phasemake.compile_trace(phasemake.build_graph(block_counting, n=4))
+    >>> rewards = trace_rewards = phasemake.build_graph(block_counting, n=4).states[:, :3]
+    >>> [round(float(v), 12) for v in trace.expectation([1.0], rewards)]   # 2/i
+    [2.0, 1.0, 0.666666666667]
+    """
+    from phasemake.trace.evaluator import Trace
+
+    arrays, units = record_trace_arrays(graph, max_unit_cost=max_unit_cost)
+    meta = trace_meta(graph, units)
+    return Trace(arrays, parameters=graph.parameters, provenance=meta["provenance"])
+
+
+def write_trace(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """Write stitched trace arrays atomically, versioned and checksummed."""
+    write_artefact(path, kind=TRACE_KIND, version=TRACE_FORMAT_VERSION, arrays=arrays, meta=meta)
+
+
+def load_trace(path: str | os.PathLike[str]) -> Trace:
+    """Load and verify a stitched trace file.
+
+    Raises
+    ------
+    phasemake.core.errors.ArtefactError
+        If the file is missing, foreign, of another format version or corrupt.
+    """
+    from phasemake.trace.evaluator import Trace
+
+    arrays, meta = read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+    return Trace(arrays, parameters=tuple(meta["parameters"]), provenance=meta["provenance"])
+
+
+def write_unit(arrays: dict[str, np.ndarray], path: str | os.PathLike[str]) -> str:
+    """Write a work unit's arrays atomically; returns its content key."""
+    key = unit_key(arrays)
+    write_artefact(
+        path, kind=UNIT_KIND, version=TRACE_FORMAT_VERSION, arrays=arrays, meta={"key": key}
+    )
+    return key
+
+
+def read_unit(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a work unit, verifying its checksum and that its content matches its key."""
+    arrays, meta = read_artefact(path, kind=UNIT_KIND, versions=(TRACE_FORMAT_VERSION,))
+    key = unit_key(arrays)
+    if key != meta.get("key") or Path(path).stem != key:
+        raise ArtefactError(
+            f"{path} holds unit {key}, but is named/recorded as {Path(path).stem}/"
+            f"{meta.get('key')}; delete it so it is recomputed"
+        )
+    return arrays
+
+
+def stitch_trace_files(
+    graph: Graph, units: list[UnitPlan], paths: list[str | os.PathLike[str]]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read unit files (in plan order) and stitch them; re-record any invalid unit.
+
+    A unit file that fails verification is reported (logged as a warning), recomputed from
+    the graph and rewritten atomically, so one corrupt file never poisons the trace.
+    """
+    recorded = []
+    for unit, path in zip(units, paths, strict=True):
+        try:
+            recorded.append(read_unit(path))
+        except ArtefactError as err:
+            log.warning("%s; recomputing unit %s", err, unit.key)
+            arrays = record_unit(graph, unit)
+            write_unit(arrays, path)
+            recorded.append(arrays)
+    return stitch_units(graph, recorded), trace_meta(graph, units)
+
+
+def claim_path(units_dir: str | os.PathLike[str], key: str) -> Path:
+    """The claim manifest of unit ``key``: ``{units_dir}/{key}.source.json``."""
+    return Path(units_dir) / f"{key}.source.json"
+
+
+def read_claim(units_dir: str | os.PathLike[str], key: str) -> dict[str, Any]:
+    """The claim manifest of unit ``key`` written by :func:`claim_unit`: the ``graph`` the
+    unit is recorded from, the ``plan`` that claimed it first, and that plan's ``entry``."""
+    return json.loads(claim_path(units_dir, key).read_text())
+
+
+def claim_unit(unit: UnitPlan, *, units_dir: str | os.PathLike[str], graph: str, plan: str) -> Path:
+    """Record which graph a unit is recorded from, unless another plan claimed it first.
+
+    The manifest ``{units_dir}/{key}.source.json`` is created exclusively and never
+    rewritten, so the unit's job keeps the same inputs however many graphs share it.
+    """
+    folder = Path(units_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = claim_path(folder, unit.key)
+    if final.exists():
+        return final
+    payload = {"graph": str(graph), "plan": str(plan), "entry": unit._asdict()}
+    tmp = folder / f".{unit.key}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    try:
+        os.link(tmp, final)  # atomic and exclusive: the first plan wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def write_plan(units: list[UnitPlan], meta: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write the work-unit plan as JSON (atomically)."""
+    payload = {"format": "phasemake.trace_plan", "format_version": TRACE_FORMAT_VERSION, **meta}
+    payload["units"] = [u._asdict() for u in units]
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+
+
+def read_plan(path: str | os.PathLike[str]) -> tuple[list[UnitPlan], dict[str, Any]]:
+    """Read a plan written by :func:`write_plan`."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        if payload.get("format") != "phasemake.trace_plan":
+            raise ValueError("not a phasemake trace plan")
+        units = [UnitPlan(**u) for u in payload.pop("units")]
+    except (OSError, ValueError, TypeError) as err:
+        raise ArtefactError(f"{path} is not a valid trace plan ({err}); delete it") from None
+    return units, payload

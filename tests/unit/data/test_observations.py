@@ -1,0 +1,158 @@
+"""Observations: file formats, the documented errors, block files, exact simulation.
+
+Statistical checks use fixed seeds and 5 standard errors.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import phasemake
+from phasemake import build_graph
+from phasemake.core.errors import ArtefactError, DataError
+from phasemake.data.observations import (
+    Observations,
+    block_ranges,
+    iter_blocks,
+    read_data_file,
+    read_observations,
+    simulate_absorption_times,
+    simulate_sfs,
+    write_observations,
+)
+from phasemake.models import rabbits, two_deme
+
+TIMES = np.array([[0.5, 0, 1.0], [1.25, 1, 2.0], [3.0, 0, 0.5]])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".npy", ".npz", ".h5"])
+def test_formats_agree(tmp_path, suffix):
+    path = tmp_path / f"times{suffix}"
+    names = ["time", "censored", "weight"]
+    if suffix in (".csv", ".tsv"):
+        sep = "," if suffix == ".csv" else "\t"
+        rows = [sep.join(names)] + [sep.join(str(x) for x in row) for row in TIMES]
+        path.write_text("\n".join(rows) + "\n")
+    elif suffix == ".npy":
+        np.save(path, TIMES)
+    elif suffix == ".npz":
+        np.savez(path, **{n: TIMES[:, j] for j, n in enumerate(names)})
+    else:
+        with h5py.File(path, "w") as f:
+            for j, n in enumerate(names):
+                f[n] = TIMES[:, j]
+    obs = read_data_file(path, kind="absorption_times")
+    for j, n in enumerate(names):
+        np.testing.assert_array_equal(obs.columns[n], TIMES[:, j])
+
+
+def test_defaults_for_optional_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("time\n1\n2\n")
+    obs = read_data_file(path, kind="absorption_times")
+    assert obs.columns["censored"].tolist() == [0, 0]
+    assert obs.columns["weight"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty file"),
+        ("time\n", "no rows"),
+        ("time,censored\n1,0\n2\n", "row 2 has 1 columns; the header has 2"),
+        ("time\n1\nnan\n", r"row 2, column 'time': nan — expected a finite number"),
+        ("time\n1\n-2\n", r"row 2, column 'time': -2.0 — expected a time >= 0"),
+        ("time,censored\n1,2\n", r"row 1, column 'censored': 2.0 — expected 0 or 1"),
+        ("time,weight\n1,0\n", r"row 1, column 'weight'"),
+        ("time\n1\nabc\n", r"row 2, column 'time': 'abc' — expected a number"),
+        ("time,height\n1,2\n", "expected columns among time, censored, weight"),
+    ],
+)
+def test_bad_time_files_name_file_row_and_column(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        read_data_file(path, kind="absorption_times")
+    assert str(path) in str(err.value)
+
+
+def test_bad_sfs_files(tmp_path):
+    path = tmp_path / "sfs.csv"
+    path.write_text("sites,xi_1,xi_2\n100,3,1\n100,2.5,0\n")
+    with pytest.raises(DataError, match=r"row 2, column 'xi_1': 2.5 — expected a non-negative"):
+        read_data_file(path, kind="sfs", n_classes=2)
+    path.write_text("sites,xi_1,xi_2\n100,3,1\n")
+    with pytest.raises(DataError, match=r"2 SFS classes per row; the model has n-1 = 3"):
+        read_data_file(path, kind="sfs", n_classes=3)
+    path.write_text("sites,xi_2\n100,3\n")
+    with pytest.raises(DataError, match="sites,xi_1"):
+        read_data_file(path, kind="sfs")
+    (tmp_path / "x.parquet").write_text("")
+    with pytest.raises(DataError, match=r"unknown data format '\.parquet'"):
+        read_data_file(tmp_path / "x.parquet", kind="sfs")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_data_file(tmp_path / "nope.csv", kind="absorption_times")
+
+
+def test_block_file_roundtrip_and_streaming(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 1000
+    obs = Observations(
+        "absorption_times",
+        {"time": rng.exponential(size=n), "censored": np.zeros(n), "weight": np.ones(n)},
+    )
+    meta = write_observations(obs, tmp_path / "o.h5", block_rows=128)
+    assert len(meta["block_checksums"]) == 8 and meta["n_rows"] == n
+    back = read_observations(tmp_path / "o.h5")
+    np.testing.assert_array_equal(back.columns["time"], obs.columns["time"])
+    parts = block_ranges(8, 3)
+    assert [len(r) for r in parts] == [2, 3, 3]
+    streamed = [b.columns["time"] for r in parts for b in iter_blocks(tmp_path / "o.h5", r)]
+    np.testing.assert_array_equal(np.concatenate(streamed), obs.columns["time"])
+
+
+def test_corrupt_block_is_detected(tmp_path):
+    obs = Observations(
+        "absorption_times",
+        {"time": np.arange(10.0), "censored": np.zeros(10), "weight": np.ones(10)},
+    )
+    write_observations(obs, tmp_path / "o.h5", block_rows=4)
+    with h5py.File(tmp_path / "o.h5", "r+") as f:
+        f["time"][5] = 99.0
+    assert len(list(iter_blocks(tmp_path / "o.h5", range(0, 1)))) == 1  # block 0 is intact
+    with pytest.raises(ArtefactError, match=r"block 1 .* is corrupt"):
+        list(iter_blocks(tmp_path / "o.h5"))
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "theta"),
+    [
+        (two_deme, {"n1": 2, "n2": 2}, [1.3, 0.4]),
+        (rabbits, {"nr_rabbits": 2}, [0.7, 1.1, 2.0]),
+    ],
+)
+def test_simulated_times_match_the_trace_moments(model, params, theta):
+    graph = build_graph(model, **params)
+    trace = phasemake.compile_trace(graph)
+    obs = simulate_absorption_times(graph, theta, size=100_000, seed=4)
+    t = obs.columns["time"]
+    m1, m2 = np.asarray(trace.moments(theta, 2))
+    se = np.sqrt((m2 - m1**2) / t.size)
+    assert abs(t.mean() - m1) < 5 * se
+    again = simulate_absorption_times(graph, theta, size=100_000, seed=4)
+    np.testing.assert_array_equal(again.columns["time"], t)  # same seed, same draws
+
+
+def test_censoring_and_sfs_simulation():
+    graph = build_graph(two_deme, n1=2, n2=1)
+    obs = simulate_absorption_times(graph, [1.0, 1.0], size=2000, seed=1, censor_at=2.0)
+    t, c = obs.columns["time"], obs.columns["censored"]
+    assert t.max() == 2.0 and np.all(t[c == 1] == 2.0) and 0 < c.mean() < 1
+    sfs = simulate_sfs(np.array([0.02, 0.01]), sites=np.full(500, 1000.0), seed=3)
+    means = sfs.columns["counts"].mean(axis=0)
+    np.testing.assert_allclose(means, [20.0, 10.0], rtol=5 * np.sqrt(1 / 10.0 / 500))

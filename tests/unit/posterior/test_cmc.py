@@ -1,0 +1,81 @@
+"""The CMC workflow steps' pure parts (``phasemake.posterior.cmc``) and their config checks.
+
+The steps themselves run through real snakemake in tests/integration/test_cmc_stage.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import yaml
+
+from phasemake.core.errors import PhasemakeError
+from phasemake.posterior.cmc import _against_truth, compare_posteriors
+from phasemake.posterior.consensus import summarise_draws
+from phasemake.posterior.sampling import NUTSSettings
+from phasemake.workflow import check_analyses, resolve_model_specs
+from tests.conftest import REPO
+
+SCHEMA = yaml.safe_load((REPO / "config/config.schema.yaml").read_text())
+CMC = SCHEMA["properties"]["analyses"]["additionalProperties"]["properties"]["cmc"]
+
+
+def test_config_defaults_are_the_library_defaults():
+    for field in dataclasses.fields(NUTSSettings):
+        assert CMC["properties"][field.name]["default"] == field.default, field.name
+
+
+def test_comparison_of_draws_against_themselves_and_a_shift():
+    rng = np.random.default_rng(0)
+    phi = rng.multivariate_normal([0.0, -1.0], [[0.01, 0.005], [0.005, 0.04]], size=(2, 500))
+    same = compare_posteriors(phi, phi, ["a", "b"])
+    for row in same["parameters"].values():
+        assert row["mean_diff_in_sd"] == 0.0 and row["sd_ratio"] == pytest.approx(1.0)
+    assert same["max_correlation_diff"] == 0.0
+    # θ = e^φ: a shift of log 1.01 multiplies θ by 1.01, its mean and its sd alike
+    shifted = compare_posteriors(phi + np.log(1.01), phi, ["a", "b"])
+    ref = summarise_draws(phi, ["a", "b"])["parameters"]
+    for name, row in shifted["parameters"].items():
+        expected = 0.01 * ref[name]["mean"] / ref[name]["sd"]
+        assert row["mean_diff_in_sd"] == pytest.approx(expected, rel=1e-9)
+        assert row["sd_ratio"] == pytest.approx(1.01, rel=1e-12)
+
+
+def test_truth_against_the_posterior():
+    rng = np.random.default_rng(1)
+    phi = np.log(rng.normal(2.0, 0.1, size=(2, 2000, 1)))
+    summary = summarise_draws(phi, ["rate"])
+    row = _against_truth(summary, {"rate": 2.3, "other": 1.0})["rate"]
+    assert set(_against_truth(summary, {"rate": 2.3})) == {"rate"}
+    assert row["z"] == pytest.approx((summary["parameters"]["rate"]["mean"] - 2.3) / 0.1, rel=0.05)
+    assert row["in_90"] is False  # 3 sd away
+    assert _against_truth(summary, {"rate": 2.0})["rate"]["in_90"] is True
+
+
+def _analysis(**cmc):
+    return {
+        "model": "m",
+        "observations": "absorption_times",
+        "nlsq": {"fixed": {"mig": 0.5}},
+        "data": {"simulate": {"theta": {"coal": 1.0, "mig": 0.5}, "size": 100, "seed": 0}},
+        "cmc": cmc,
+    }
+
+
+@pytest.mark.parametrize(
+    ("cmc", "message"),
+    [
+        ({"prior": {"mig": {"exponential": {"rate": 1.0}}}}, r"cmc.prior.mig: not a free"),
+        ({"prior": {"nope": {"exponential": {"rate": 1.0}}}}, r"cmc.prior.nope: not a free"),
+        ({"shards": 101}, r"cmc.shards = 101 but the simulation has 100 rows"),
+    ],
+)
+def test_bad_cmc_settings_fail_at_parse_time(cmc, message):
+    models = resolve_model_specs(
+        {"m": {"callback": "phasemake.models:two_deme", "params": {"n1": 2, "n2": 1}}}
+    )
+    check_analyses({"a": _analysis()}, models)  # the base analysis is fine
+    with pytest.raises(PhasemakeError, match=message):
+        check_analyses({"a": _analysis(**cmc)}, models)
