@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.optimize
 import yaml
+from doc_table import recorded
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -161,4 +162,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("nlsq"):  # also docs/performance/nlsq.md
+        main()

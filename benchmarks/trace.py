@@ -31,6 +31,7 @@ import sys
 import time
 
 import numpy as np
+from doc_table import recorded
 from phasic_models import BLOCK_COUNTING
 
 PHASIC_SCRIPT = r"""
@@ -222,4 +223,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("trace"):  # also docs/performance/trace.md
+        main()

@@ -1,6 +1,6 @@
 """Consensus Monte Carlo of one configured analysis, file by file.
 
-The workflow's scripts call these three steps (``rules/cmc.smk``):
+The workflow's scripts call these three steps (``rules/posterior.smk``):
 
 1. :func:`plan_shards` fixes the number of shards S (the config's ``cmc.shards``, or the
    cost-model rule of :mod:`phasemake.posterior.shards` for ``auto``) and writes it with the rule's

@@ -224,7 +224,8 @@ def sample_nuts(
     obs
         This shard's observations.
     log_prior
-        ``φ -> log p_φ(φ)`` (see :func:`phasemake.posterior.priors.log_prior`); raised to ``1/shards``.
+        ``φ -> log p_φ(φ)`` (see :func:`phasemake.posterior.priors.log_prior`); raised to
+        ``1/shards``.
     init_phi, init_cov
         NLSQ estimate and covariance of φ on the full data.
     budget
