@@ -15,9 +15,12 @@ import ast
 import builtins
 import functools
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import linecache
 import os
+import runpy
 import site
 import struct
 import sys
@@ -29,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from phasemake.core.canonical import UnencodableValue, encode
+from phasemake.core.canonical import EncodingLimitExceeded, UnencodableValue, encode
 from phasemake.core.errors import SpecHashError
 from phasemake.graph.model import Model, as_model
 
@@ -40,6 +43,47 @@ GRAPH_FORMAT_VERSION = 1
 
 _FORBIDDEN_CALLS = frozenset({"eval", "exec", "compile", "__import__"})
 _MISSING = object()
+
+#: Objects that reach code or names the hash cannot see, whatever name they are read under
+#: (``EV = eval``, ``builtins.eval``, ``from importlib import import_module as imp``), as a
+#: global, an attribute of a module, a captured variable, a default argument or a class
+#: attribute. Compared by identity.
+_DYNAMIC = {
+    id(obj): label
+    for obj, label in [
+        (builtins.eval, "eval()"),
+        (builtins.exec, "exec()"),
+        (builtins.compile, "compile()"),
+        (builtins.__import__, "__import__()"),
+        (builtins.globals, "globals()"),
+        (builtins.vars, "vars()"),
+        (builtins.locals, "locals()"),
+        (builtins, "the builtins module itself (any builtin by a computed name)"),
+        (importlib, "the importlib module itself"),
+        (importlib.util, "the importlib.util module itself"),
+        (importlib.import_module, "importlib.import_module()"),
+        (importlib.__import__, "importlib.__import__()"),
+        (importlib.reload, "importlib.reload()"),
+        (importlib.util.spec_from_file_location, "importlib.util.spec_from_file_location()"),
+        (importlib.util.module_from_spec, "importlib.util.module_from_spec()"),
+        (runpy, "the runpy module"),
+        (runpy.run_path, "runpy.run_path()"),
+        (runpy.run_module, "runpy.run_module()"),
+        (sys, "the sys module itself (sys.modules by a computed name)"),
+        (sys.modules, "sys.modules (any module by a computed name)"),
+        (sys._getframe, "sys._getframe() (other frames' variables)"),
+    ]
+}
+#: Attributes that reach namespaces or code objects by a computed name.
+_DYNAMIC_ATTRS = frozenset(
+    {"__dict__", "__globals__", "__builtins__", "__code__", "__closure__", "__subclasses__"}
+)
+_DYNAMIC_FIX = (
+    "code or values reached that way cannot be hashed, so a stale graph could be returned; "
+    "read globals by their plain names, import helpers with `import` or `from ... import` "
+    "(or `importlib.import_module('constant.name').attr`), and write the logic as ordinary "
+    "Python"
+)
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -80,6 +124,13 @@ def _is_user_class(cls: type) -> bool:
     return not _is_library_file(filename)
 
 
+def _refuse_dynamic(value: Any, what: str) -> None:
+    """Raise if ``value`` is one of the dynamic routes in :data:`_DYNAMIC`."""
+    label = _DYNAMIC.get(id(value))
+    if label is not None:
+        raise SpecHashError(f"{what}, which is {label}: {_DYNAMIC_FIX}")
+
+
 def _frame(*parts: bytes) -> bytes:
     return b"".join(struct.pack("<Q", len(p)) + p for p in parts)
 
@@ -118,11 +169,25 @@ def _file_tree(filename: str) -> ast.Module | None:
     return _parse_source(filename, "".join(lines))
 
 
+class _Call(NamedTuple):
+    """A call whose function is a name or an attribute chain rooted at a name."""
+
+    func: tuple[str, ...]
+    line: int
+    obj: tuple[str, ...] | None  # first argument, when a name or attribute chain
+    computed_name: bool  # second argument is not a constant string
+    module: str | None  # a single constant-string argument (for import_module)
+    tail: tuple[str, ...]  # attributes read from the call's result, e.g. ("RATE",)
+
+
 class _CodeInfo(NamedTuple):
     dump: bytes
     globals_: frozenset[str]
     bare: frozenset[str]
     chains: tuple[tuple[str, ...], ...]
+    lines: dict[str, int]  # first line reading each global root name
+    calls: tuple[_Call, ...]
+    follows: tuple[_Call, ...]  # calls read as ``f("const").attr``: followed if imports
 
 
 _CODE_CACHE: dict[types.CodeType, _CodeInfo] = {}
@@ -141,32 +206,92 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _references(node: ast.AST) -> tuple[set[str], set[tuple[str, ...]], list[ast.Call]]:
-    """Bare names, attribute chains rooted at names, and calls in ``node``."""
-    bare: set[str] = set()
-    chains: set[tuple[str, ...]] = set()
-    calls: list[ast.Call] = []
+def _chain(node: ast.AST) -> tuple[str, ...] | None:
+    """``a.b.c`` as ``("a", "b", "c")``; None unless a name or an attribute chain of one."""
+    attrs = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    return (node.id, *reversed(attrs)) if isinstance(node, ast.Name) else None
+
+
+def _const_str(node: ast.AST | None) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _call_record(call: ast.Call, tail: tuple[str, ...]) -> _Call | None:
+    func = _chain(call.func)
+    if func is None:
+        return None
+    args = call.args
+    module = _const_str(args[0]) if len(args) == 1 and not call.keywords else None
+    return _Call(
+        func=func,
+        line=call.lineno,
+        obj=_chain(args[0]) if args else None,
+        computed_name=len(args) >= 2 and _const_str(args[1]) is None,
+        module=module,
+        tail=tail,
+    )
+
+
+class _Refs(NamedTuple):
+    bare: set[str]
+    chains: set[tuple[str, ...]]
+    calls: list[ast.Call]
+    lines: dict[str, int]
+    records: list[_Call]
+    follows: list[_Call]
+    dynamic_attrs: list[tuple[str, int]]
+
+
+def _references(node: ast.AST) -> _Refs:
+    """Bare names, attribute chains rooted at names, calls, and the line of each name."""
+    refs = _Refs(set(), set(), [], {}, [], [], [])
+
+    def seen(name: str, at: ast.AST) -> None:
+        line = getattr(at, "lineno", 0)
+        refs.lines[name] = min(refs.lines.get(name, line), line)
+
     stack = [node]
     while stack:
         cur = stack.pop()
         if isinstance(cur, ast.Call):
-            calls.append(cur)
+            refs.calls.append(cur)
+            record = _call_record(cur, ())
+            if record is not None:
+                refs.records.append(record)
         if isinstance(cur, ast.Attribute):
+            if cur.attr in _DYNAMIC_ATTRS:
+                refs.dynamic_attrs.append((cur.attr, cur.lineno))
             attrs = []
             root: ast.AST = cur
             while isinstance(root, ast.Attribute):
                 attrs.append(root.attr)
                 root = root.value
             if isinstance(root, ast.Name):
-                chains.add((root.id, *reversed(attrs)))
+                refs.chains.add((root.id, *reversed(attrs)))
+                seen(root.id, root)
                 continue
+            if isinstance(root, ast.Call):
+                follow = _call_record(root, tuple(reversed(attrs)))
+                if follow is not None and follow.module is not None:
+                    # f("const").attr: import_module is followed like an import (resolved
+                    # when hashing); the function's own chain is not a reference here
+                    refs.follows.append(follow)
+                    refs.calls.append(root)
+                    seen(follow.func[0], root)
+                    continue
             stack.append(root)
             continue
         if isinstance(cur, ast.Name):
-            bare.add(cur.id)
+            refs.bare.add(cur.id)
+            seen(cur.id, cur)
             continue
         stack.extend(ast.iter_child_nodes(cur))
-    return bare, chains, calls
+    return refs
 
 
 def _find_function_node(fn: types.FunctionType, tree: ast.Module) -> ast.AST | None:
@@ -209,14 +334,26 @@ def _code_info(fn: types.FunctionType, where: str) -> _CodeInfo:
             "detected; define it with `def` in a .py file (not interactively, through exec, "
             "or as one of several lambdas on a line)"
         )
-    bare, chains, calls = _references(node)
-    for call in calls:
+    refs = _references(node)
+    bare, chains = refs.bare, refs.chains
+    for call in refs.calls:
         if isinstance(call.func, ast.Name) and call.func.id in _FORBIDDEN_CALLS:
             raise SpecHashError(
-                f"{label} calls {call.func.id}(): code run through eval/exec/compile/"
-                "__import__ cannot be hashed, so a stale graph could be returned; write "
-                "that logic as ordinary Python in the function or in a helper function"
+                f"{label} calls {call.func.id}() at line {call.lineno}: code run through "
+                "eval/exec/compile/__import__ cannot be hashed, so a stale graph could be "
+                "returned; write that logic as ordinary Python in the function or in a "
+                "helper function"
             )
+    if "__builtins__" in bare or any(c[0] == "__builtins__" for c in chains):
+        raise SpecHashError(
+            f"{label} reads __builtins__ at line {refs.lines['__builtins__']}: any builtin "
+            f"by a computed name; {_DYNAMIC_FIX}"
+        )
+    for attr, line in refs.dynamic_attrs:
+        raise SpecHashError(
+            f"{label} reads .{attr} at line {line}: a namespace or code object by a computed "
+            f"name; {_DYNAMIC_FIX}"
+        )
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         node.decorator_list = []
         node.name = ""
@@ -226,6 +363,9 @@ def _code_info(fn: types.FunctionType, where: str) -> _CodeInfo:
         globals_=frozenset(names),
         bare=frozenset(bare & names),
         chains=tuple(sorted(c for c in chains if c[0] in names)),
+        lines=refs.lines,
+        calls=tuple(c for c in refs.records if c.func[0] in names),
+        follows=tuple(c for c in refs.follows if c.func[0] in names),
     )
     _CODE_CACHE[code] = info
     return info
@@ -258,6 +398,7 @@ class _Hasher:
     def _uncached(self, obj: Any, where: str) -> bytes:
         if obj is _MISSING:
             return b"missing"
+        _refuse_dynamic(obj, where)
         if isinstance(obj, Model):
             return self.model(obj, where)
         if isinstance(obj, types.ModuleType):
@@ -299,6 +440,8 @@ class _Hasher:
                 return _sha(b"libobj", f"{module}.{name}".encode())
         try:
             return _sha(b"value", encode(obj, where=where))
+        except EncodingLimitExceeded as err:
+            raise SpecHashError(f"cannot hash {err}") from None
         except UnencodableValue as err:
             raise SpecHashError(
                 f"cannot hash {err.where}: its type {type(err.value).__qualname__} has no "
@@ -327,10 +470,13 @@ class _Hasher:
             label = f"captured variable {name!r} of {fn.__qualname__}"
             parts.append(name.encode() + self.obj(value, label))
         module = fn.__module__ or "?"
+        label = f"{where} ({fn.__qualname__}, {fn.__code__.co_filename})"
+        self._check_calls(fn, info, label)
         roots = sorted(info.bare | {c[0] for c in info.chains})
         for name in roots:
             value = self._lookup(fn, name)
             if name in info.bare or not isinstance(value, types.ModuleType):
+                _refuse_dynamic(value, f"{label} reads {name} at line {info.lines.get(name)}")
                 parts.append(name.encode() + self.obj(value, f"global {module}.{name}"))
                 continue
             # a module read only through attributes: hash just the attributes read
@@ -341,8 +487,65 @@ class _Hasher:
                         break
                     target = getattr(target, attr, _MISSING)
                     path += "." + attr
+                _refuse_dynamic(target, f"{label} reads {path} at line {info.lines[name]}")
                 parts.append(path.encode() + self.obj(target, f"global {module}.{path}"))
+        for call in info.follows:
+            parts.append(self._follow(fn, call, label, module))
         return _sha(*parts)
+
+    def _resolve(self, fn: types.FunctionType, chain: tuple[str, ...]) -> Any:
+        """The value of a global name or attribute chain through modules (else _MISSING)."""
+        value = self._lookup(fn, chain[0])
+        for attr in chain[1:]:
+            if not isinstance(value, types.ModuleType):
+                return _MISSING
+            value = getattr(value, attr, _MISSING)
+        return value
+
+    def _check_calls(self, fn: types.FunctionType, info: _CodeInfo, label: str) -> None:
+        """Refuse ``getattr(<module>, <computed name>)``: any attribute of the module."""
+        for call in info.calls:
+            if not call.computed_name or call.obj is None:
+                continue
+            if self._resolve(fn, call.func) is not builtins.getattr:
+                continue
+            target = self._resolve(fn, call.obj) if call.obj[0] in info.globals_ else None
+            if isinstance(target, types.ModuleType):
+                raise SpecHashError(
+                    f"{label} calls getattr({'.'.join(call.obj)}, <computed name>) at line "
+                    f"{call.line}: an attribute of a module chosen at run time; {_DYNAMIC_FIX}"
+                )
+
+    def _follow(self, fn: types.FunctionType, call: _Call, label: str, module: str) -> bytes:
+        """``f("const").a.b``: followed like ``import const`` when ``f`` is
+        ``importlib.import_module``; otherwise ``f`` is hashed as an ordinary global."""
+        func = self._resolve(fn, call.func)
+        path = ".".join(call.func)
+        if func is not importlib.import_module:
+            _refuse_dynamic(func, f"{label} reads {path} at line {call.line}")
+            return path.encode() + self.obj(func, f"global {module}.{path}")
+        name = call.module or ""
+        if name.startswith("."):
+            raise SpecHashError(
+                f"{label} calls {path}({name!r}) at line {call.line}: a relative import by "
+                f"import_module cannot be followed; {_DYNAMIC_FIX}"
+            )
+        try:
+            target: Any = importlib.import_module(name)
+        except Exception as err:  # any import failure: the dependency cannot be seen
+            raise SpecHashError(
+                f"{label} calls {path}({name!r}) at line {call.line}, and importing "
+                f"{name!r} to follow it failed ({type(err).__name__}: {err}); make the module "
+                "importable from the model file's folder"
+            ) from None
+        shown = f"{path}({name!r})"
+        for attr in call.tail:
+            if not isinstance(target, types.ModuleType):
+                break
+            target = getattr(target, attr, _MISSING)
+            shown += "." + attr
+        _refuse_dynamic(target, f"{label} reads {shown} at line {call.line}")
+        return shown.encode() + self.obj(target, f"global {module}.{shown}")
 
     @staticmethod
     def _lookup(fn: types.FunctionType, name: str) -> Any:
@@ -360,6 +563,7 @@ class _Hasher:
             ) from None
         parts = [b"class", _normalised_dump(ast.parse(textwrap.dedent(source)))]
         for name, member in sorted(vars(cls).items()):
+            _refuse_dynamic(getattr(member, "__func__", member), f"{where}.{name}")
             func = getattr(member, "__func__", member)
             if isinstance(member, property):
                 func = member.fget
@@ -383,6 +587,8 @@ def _spec_digest(callback: Any, params: dict[str, Any], trail: list | None) -> s
     hasher = _Hasher(trail)
     try:
         encoded_params = encode(params, where="construction params")
+    except EncodingLimitExceeded as err:
+        raise SpecHashError(f"model {model.name!r}: {err}") from None
     except UnencodableValue as err:
         raise SpecHashError(
             f"{err.where} of model {model.name!r} has type {type(err.value).__qualname__}, "
