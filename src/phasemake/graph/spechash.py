@@ -1,12 +1,46 @@
 """Spec hashing: a content hash of everything a model's graph depends on.
 
-The hash covers the callback's normalised AST (formatting, comments and docstrings do not
-count), every global it reads — followed recursively through user helper functions, classes
-and modules —, captured closure values, default arguments, the declared parameters and
-initial distribution, the construction params (canonically encoded) and the graph-format
-version. Nothing is built to compute it. Anything that cannot be hashed safely is rejected
-with a :class:`~phasemake.core.errors.SpecHashError` rather than ignored, so a cached graph is
-never returned for a model that changed.
+The guarantee, precisely. For a model and its construction params, the spec hash covers:
+
+- the callback's normalised AST (formatting, comments and docstrings do not count) and that
+  of its initial-distribution function;
+- every global a hashed function reads, by its plain name or as an attribute chain of a
+  module (``helpers.RATE``), followed recursively through user functions, classes and
+  modules (code outside site-packages and the standard library, and phasemake itself);
+  ``importlib.import_module("constant.name").attr`` is followed like an import;
+- captured closure values, default arguments, the declared parameters and their order,
+  the construction params (canonically encoded: ``10`` ≠ ``10.0``) and the graph-format
+  version.
+
+It refuses, with a :class:`~phasemake.core.errors.SpecHashError` naming the function, its
+file, the line and the fix, every dynamic route to code or names it cannot follow, under
+whatever name it is reached (an alias ``EV = eval``, ``builtins.eval``, ``from importlib
+import import_module as imp``, a captured variable, a default argument, a class attribute):
+``eval``, ``exec``, ``compile``, ``__import__``, ``globals()``, ``vars()``, ``locals()``,
+the ``builtins``, ``importlib``, ``importlib.util``, ``runpy`` and ``sys`` modules used as
+values, ``importlib.import_module`` with a computed name or whose result is kept rather
+than read as ``...("name").attr``, ``importlib.reload`` and the ``importlib.util`` loaders,
+``runpy.run_*``, ``sys.modules``, ``sys._getframe``, ``getattr(<module>, <computed
+name>)``, and reads of ``__builtins__``, ``.__dict__``, ``.__globals__``,
+``.__builtins__``, ``.__code__``, ``.__closure__`` or ``.__subclasses__``. Source that is
+unavailable and values without a canonical encoding (or beyond the encoding's size
+limits) are refused too.
+
+What remains out of reach (the graph must not depend on it; pass it as a construction
+param instead):
+
+- anything read at build time from outside the Python code: files (``open``,
+  ``np.load``), environment variables, the clock, random state, the network;
+- library code (numpy, the standard library, other site-packages), hashed by its name and
+  not its content or version;
+- mutation at run time: values are hashed as they are when the hash is computed;
+- a user module used as a plain value (``m = helpers``): hashed by its own source, not by
+  the modules it imports; ``getattr`` with a computed name on an object that is not a
+  module global (a local variable, an instance), and introspection through other library
+  functions (``inspect``, ``operator.attrgetter``, ``ctypes``, ``pickle``).
+
+Nothing is built to compute the hash, and the callback is never called. The AST analysis
+is in :mod:`phasemake.graph.specsource`.
 """
 
 from __future__ import annotations
@@ -18,9 +52,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import linecache
 import os
-import runpy
 import site
 import struct
 import sys
@@ -28,62 +60,29 @@ import sysconfig
 import textwrap
 import types
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from phasemake.core.canonical import EncodingLimitExceeded, UnencodableValue, encode
 from phasemake.core.errors import SpecHashError
 from phasemake.graph.model import Model, as_model
+from phasemake.graph.specsource import (
+    DYNAMIC_FIX,
+    Call,
+    CodeInfo,
+    code_info,
+    file_tree,
+    normalised_dump,
+    refuse_dynamic,
+)
 
 __all__ = ["GRAPH_FORMAT_VERSION", "explain_spec", "spec_hash"]
 
 #: Version of the graph semantics and file layout; part of every spec hash.
 GRAPH_FORMAT_VERSION = 1
 
-_FORBIDDEN_CALLS = frozenset({"eval", "exec", "compile", "__import__"})
 _MISSING = object()
-
-#: Objects that reach code or names the hash cannot see, whatever name they are read under
-#: (``EV = eval``, ``builtins.eval``, ``from importlib import import_module as imp``), as a
-#: global, an attribute of a module, a captured variable, a default argument or a class
-#: attribute. Compared by identity.
-_DYNAMIC = {
-    id(obj): label
-    for obj, label in [
-        (builtins.eval, "eval()"),
-        (builtins.exec, "exec()"),
-        (builtins.compile, "compile()"),
-        (builtins.__import__, "__import__()"),
-        (builtins.globals, "globals()"),
-        (builtins.vars, "vars()"),
-        (builtins.locals, "locals()"),
-        (builtins, "the builtins module itself (any builtin by a computed name)"),
-        (importlib, "the importlib module itself"),
-        (importlib.util, "the importlib.util module itself"),
-        (importlib.import_module, "importlib.import_module()"),
-        (importlib.__import__, "importlib.__import__()"),
-        (importlib.reload, "importlib.reload()"),
-        (importlib.util.spec_from_file_location, "importlib.util.spec_from_file_location()"),
-        (importlib.util.module_from_spec, "importlib.util.module_from_spec()"),
-        (runpy, "the runpy module"),
-        (runpy.run_path, "runpy.run_path()"),
-        (runpy.run_module, "runpy.run_module()"),
-        (sys, "the sys module itself (sys.modules by a computed name)"),
-        (sys.modules, "sys.modules (any module by a computed name)"),
-        (sys._getframe, "sys._getframe() (other frames' variables)"),
-    ]
-}
-#: Attributes that reach namespaces or code objects by a computed name.
-_DYNAMIC_ATTRS = frozenset(
-    {"__dict__", "__globals__", "__builtins__", "__code__", "__closure__", "__subclasses__"}
-)
-_DYNAMIC_FIX = (
-    "code or values reached that way cannot be hashed, so a stale graph could be returned; "
-    "read globals by their plain names, import helpers with `import` or `from ... import` "
-    "(or `importlib.import_module('constant.name').attr`), and write the logic as ordinary "
-    "Python"
-)
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -124,251 +123,12 @@ def _is_user_class(cls: type) -> bool:
     return not _is_library_file(filename)
 
 
-def _refuse_dynamic(value: Any, what: str) -> None:
-    """Raise if ``value`` is one of the dynamic routes in :data:`_DYNAMIC`."""
-    label = _DYNAMIC.get(id(value))
-    if label is not None:
-        raise SpecHashError(f"{what}, which is {label}: {_DYNAMIC_FIX}")
-
-
 def _frame(*parts: bytes) -> bytes:
     return b"".join(struct.pack("<Q", len(p)) + p for p in parts)
 
 
 def _sha(*parts: bytes) -> bytes:
     return hashlib.sha256(_frame(*parts)).digest()
-
-
-_DOCSTRING_OWNERS = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-
-
-def _normalised_dump(node: ast.AST) -> bytes:
-    """AST dump without positions, comments (never in the AST) or docstrings."""
-    for owner in ast.walk(node):
-        if isinstance(owner, _DOCSTRING_OWNERS):
-            body = owner.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                owner.body = body[1:] or [ast.Pass()]
-    return ast.dump(node, annotate_fields=False, include_attributes=False).encode()
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_source(filename: str, text: str) -> ast.Module:
-    return ast.parse(text, filename=filename)
-
-
-def _file_tree(filename: str) -> ast.Module | None:
-    lines = linecache.getlines(filename)
-    if not lines:
-        return None
-    return _parse_source(filename, "".join(lines))
-
-
-class _Call(NamedTuple):
-    """A call whose function is a name or an attribute chain rooted at a name."""
-
-    func: tuple[str, ...]
-    line: int
-    obj: tuple[str, ...] | None  # first argument, when a name or attribute chain
-    computed_name: bool  # second argument is not a constant string
-    module: str | None  # a single constant-string argument (for import_module)
-    tail: tuple[str, ...]  # attributes read from the call's result, e.g. ("RATE",)
-
-
-class _CodeInfo(NamedTuple):
-    dump: bytes
-    globals_: frozenset[str]
-    bare: frozenset[str]
-    chains: tuple[tuple[str, ...], ...]
-    lines: dict[str, int]  # first line reading each global root name
-    calls: tuple[_Call, ...]
-    follows: tuple[_Call, ...]  # calls read as ``f("const").attr``: followed if imports
-
-
-_CODE_CACHE: dict[types.CodeType, _CodeInfo] = {}
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    """Names the code may read as globals: ``co_names`` of it and its nested code objects.
-
-    This over-approximates (attribute names are in ``co_names`` too); callers intersect it
-    with the names the AST reads bare or as the root of an attribute chain.
-    """
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
-
-
-def _chain(node: ast.AST) -> tuple[str, ...] | None:
-    """``a.b.c`` as ``("a", "b", "c")``; None unless a name or an attribute chain of one."""
-    attrs = []
-    while isinstance(node, ast.Attribute):
-        attrs.append(node.attr)
-        node = node.value
-    return (node.id, *reversed(attrs)) if isinstance(node, ast.Name) else None
-
-
-def _const_str(node: ast.AST | None) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
-
-
-def _call_record(call: ast.Call, tail: tuple[str, ...]) -> _Call | None:
-    func = _chain(call.func)
-    if func is None:
-        return None
-    args = call.args
-    module = _const_str(args[0]) if len(args) == 1 and not call.keywords else None
-    return _Call(
-        func=func,
-        line=call.lineno,
-        obj=_chain(args[0]) if args else None,
-        computed_name=len(args) >= 2 and _const_str(args[1]) is None,
-        module=module,
-        tail=tail,
-    )
-
-
-class _Refs(NamedTuple):
-    bare: set[str]
-    chains: set[tuple[str, ...]]
-    calls: list[ast.Call]
-    lines: dict[str, int]
-    records: list[_Call]
-    follows: list[_Call]
-    dynamic_attrs: list[tuple[str, int]]
-
-
-def _references(node: ast.AST) -> _Refs:
-    """Bare names, attribute chains rooted at names, calls, and the line of each name."""
-    refs = _Refs(set(), set(), [], {}, [], [], [])
-
-    def seen(name: str, at: ast.AST) -> None:
-        line = getattr(at, "lineno", 0)
-        refs.lines[name] = min(refs.lines.get(name, line), line)
-
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, ast.Call):
-            refs.calls.append(cur)
-            record = _call_record(cur, ())
-            if record is not None:
-                refs.records.append(record)
-        if isinstance(cur, ast.Attribute):
-            if cur.attr in _DYNAMIC_ATTRS:
-                refs.dynamic_attrs.append((cur.attr, cur.lineno))
-            attrs = []
-            root: ast.AST = cur
-            while isinstance(root, ast.Attribute):
-                attrs.append(root.attr)
-                root = root.value
-            if isinstance(root, ast.Name):
-                refs.chains.add((root.id, *reversed(attrs)))
-                seen(root.id, root)
-                continue
-            if isinstance(root, ast.Call):
-                follow = _call_record(root, tuple(reversed(attrs)))
-                if follow is not None and follow.module is not None:
-                    # f("const").attr: import_module is followed like an import (resolved
-                    # when hashing); the function's own chain is not a reference here
-                    refs.follows.append(follow)
-                    refs.calls.append(root)
-                    seen(follow.func[0], root)
-                    continue
-            stack.append(root)
-            continue
-        if isinstance(cur, ast.Name):
-            refs.bare.add(cur.id)
-            seen(cur.id, cur)
-            continue
-        stack.extend(ast.iter_child_nodes(cur))
-    return refs
-
-
-def _find_function_node(fn: types.FunctionType, tree: ast.Module) -> ast.AST | None:
-    code = fn.__code__
-    line = code.co_firstlineno
-    if code.co_name == "<lambda>":
-        argnames = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
-        cands = [
-            n
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Lambda)
-            and n.lineno == line
-            and [a.arg for a in n.args.posonlyargs + n.args.args + n.args.kwonlyargs] == argnames
-        ]
-        if len(cands) > 1:  # several lambdas on one line: use instruction columns
-            cols = {c for (ln, _, c, _) in code.co_positions() if ln == line and c}
-            cands = [
-                n for n in cands if all(n.col_offset <= c < (n.end_col_offset or 0) for c in cols)
-            ]
-        return cands[0] if len(cands) == 1 else None
-    for n in ast.walk(tree):
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == code.co_name:
-            first = min([n.lineno] + [d.lineno for d in n.decorator_list])
-            if first == line or n.lineno == line:
-                return n
-    return None
-
-
-def _code_info(fn: types.FunctionType, where: str) -> _CodeInfo:
-    code = fn.__code__
-    info = _CODE_CACHE.get(code)
-    if info is not None:
-        return info
-    label = f"{where} ({fn.__qualname__}, {code.co_filename}:{code.co_firstlineno})"
-    tree = _file_tree(code.co_filename)
-    node = _find_function_node(fn, tree) if tree is not None else None
-    if node is None:
-        raise SpecHashError(
-            f"the source of {label} is unavailable or ambiguous, so its changes could not be "
-            "detected; define it with `def` in a .py file (not interactively, through exec, "
-            "or as one of several lambdas on a line)"
-        )
-    refs = _references(node)
-    bare, chains = refs.bare, refs.chains
-    for call in refs.calls:
-        if isinstance(call.func, ast.Name) and call.func.id in _FORBIDDEN_CALLS:
-            raise SpecHashError(
-                f"{label} calls {call.func.id}() at line {call.lineno}: code run through "
-                "eval/exec/compile/__import__ cannot be hashed, so a stale graph could be "
-                "returned; write that logic as ordinary Python in the function or in a "
-                "helper function"
-            )
-    if "__builtins__" in bare or any(c[0] == "__builtins__" for c in chains):
-        raise SpecHashError(
-            f"{label} reads __builtins__ at line {refs.lines['__builtins__']}: any builtin "
-            f"by a computed name; {_DYNAMIC_FIX}"
-        )
-    for attr, line in refs.dynamic_attrs:
-        raise SpecHashError(
-            f"{label} reads .{attr} at line {line}: a namespace or code object by a computed "
-            f"name; {_DYNAMIC_FIX}"
-        )
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        node.decorator_list = []
-        node.name = ""
-    names = _global_names(code)
-    info = _CodeInfo(
-        dump=_normalised_dump(node),
-        globals_=frozenset(names),
-        bare=frozenset(bare & names),
-        chains=tuple(sorted(c for c in chains if c[0] in names)),
-        lines=refs.lines,
-        calls=tuple(c for c in refs.records if c.func[0] in names),
-        follows=tuple(c for c in refs.follows if c.func[0] in names),
-    )
-    _CODE_CACHE[code] = info
-    return info
 
 
 class _Hasher:
@@ -398,19 +158,19 @@ class _Hasher:
     def _uncached(self, obj: Any, where: str) -> bytes:
         if obj is _MISSING:
             return b"missing"
-        _refuse_dynamic(obj, where)
+        refuse_dynamic(obj, where)
         if isinstance(obj, Model):
             return self.model(obj, where)
         if isinstance(obj, types.ModuleType):
             if not _is_user_module(obj):
                 return _sha(b"module", obj.__name__.encode())
-            tree = _file_tree(getattr(obj, "__file__", "") or "")
+            tree = file_tree(getattr(obj, "__file__", "") or "")
             if tree is None:
                 raise SpecHashError(
                     f"{where} is module {obj.__name__!r}, whose source is unavailable; "
                     "import it from a .py file"
                 )
-            return _sha(b"user-module", _normalised_dump(tree))
+            return _sha(b"user-module", normalised_dump(tree))
         if isinstance(obj, functools.partial):
             return _sha(
                 b"partial",
@@ -458,7 +218,7 @@ class _Hasher:
         return _sha(*(k.encode() + self.obj(v, f"{where}[{k!r}]") for k, v in items))
 
     def function(self, fn: types.FunctionType, where: str) -> bytes:
-        info = _code_info(fn, where)
+        info = code_info(fn, where)
         parts = [b"function", info.dump]
         parts.append(self.sequence(fn.__defaults__ or (), f"default arguments of {where}"))
         parts.append(self.mapping(fn.__kwdefaults__, f"keyword defaults of {where}"))
@@ -476,7 +236,7 @@ class _Hasher:
         for name in roots:
             value = self._lookup(fn, name)
             if name in info.bare or not isinstance(value, types.ModuleType):
-                _refuse_dynamic(value, f"{label} reads {name} at line {info.lines.get(name)}")
+                refuse_dynamic(value, f"{label} reads {name} at line {info.lines.get(name)}")
                 parts.append(name.encode() + self.obj(value, f"global {module}.{name}"))
                 continue
             # a module read only through attributes: hash just the attributes read
@@ -487,7 +247,7 @@ class _Hasher:
                         break
                     target = getattr(target, attr, _MISSING)
                     path += "." + attr
-                _refuse_dynamic(target, f"{label} reads {path} at line {info.lines[name]}")
+                refuse_dynamic(target, f"{label} reads {path} at line {info.lines[name]}")
                 parts.append(path.encode() + self.obj(target, f"global {module}.{path}"))
         for call in info.follows:
             parts.append(self._follow(fn, call, label, module))
@@ -502,7 +262,7 @@ class _Hasher:
             value = getattr(value, attr, _MISSING)
         return value
 
-    def _check_calls(self, fn: types.FunctionType, info: _CodeInfo, label: str) -> None:
+    def _check_calls(self, fn: types.FunctionType, info: CodeInfo, label: str) -> None:
         """Refuse ``getattr(<module>, <computed name>)``: any attribute of the module."""
         for call in info.calls:
             if not call.computed_name or call.obj is None:
@@ -513,22 +273,22 @@ class _Hasher:
             if isinstance(target, types.ModuleType):
                 raise SpecHashError(
                     f"{label} calls getattr({'.'.join(call.obj)}, <computed name>) at line "
-                    f"{call.line}: an attribute of a module chosen at run time; {_DYNAMIC_FIX}"
+                    f"{call.line}: an attribute of a module chosen at run time; {DYNAMIC_FIX}"
                 )
 
-    def _follow(self, fn: types.FunctionType, call: _Call, label: str, module: str) -> bytes:
+    def _follow(self, fn: types.FunctionType, call: Call, label: str, module: str) -> bytes:
         """``f("const").a.b``: followed like ``import const`` when ``f`` is
         ``importlib.import_module``; otherwise ``f`` is hashed as an ordinary global."""
         func = self._resolve(fn, call.func)
         path = ".".join(call.func)
         if func is not importlib.import_module:
-            _refuse_dynamic(func, f"{label} reads {path} at line {call.line}")
+            refuse_dynamic(func, f"{label} reads {path} at line {call.line}")
             return path.encode() + self.obj(func, f"global {module}.{path}")
         name = call.module or ""
         if name.startswith("."):
             raise SpecHashError(
                 f"{label} calls {path}({name!r}) at line {call.line}: a relative import by "
-                f"import_module cannot be followed; {_DYNAMIC_FIX}"
+                f"import_module cannot be followed; {DYNAMIC_FIX}"
             )
         try:
             target: Any = importlib.import_module(name)
@@ -544,7 +304,7 @@ class _Hasher:
                 break
             target = getattr(target, attr, _MISSING)
             shown += "." + attr
-        _refuse_dynamic(target, f"{label} reads {shown} at line {call.line}")
+        refuse_dynamic(target, f"{label} reads {shown} at line {call.line}")
         return shown.encode() + self.obj(target, f"global {module}.{shown}")
 
     @staticmethod
@@ -561,9 +321,9 @@ class _Hasher:
                 f"{where} is class {cls.__qualname__!r}, whose source is unavailable ({err}); "
                 "define it in a .py file"
             ) from None
-        parts = [b"class", _normalised_dump(ast.parse(textwrap.dedent(source)))]
+        parts = [b"class", normalised_dump(ast.parse(textwrap.dedent(source)))]
         for name, member in sorted(vars(cls).items()):
-            _refuse_dynamic(getattr(member, "__func__", member), f"{where}.{name}")
+            refuse_dynamic(getattr(member, "__func__", member), f"{where}.{name}")
             func = getattr(member, "__func__", member)
             if isinstance(member, property):
                 func = member.fget
