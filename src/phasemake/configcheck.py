@@ -146,13 +146,20 @@ def _message(error: Any, schema: dict[str, Any]) -> str:
         if lines:
             return "\n".join(lines)
     message = error.message
-    if len(message) > 300:
-        message = message[:297] + "..."
+    if len(message) > 200:
+        message = message[:197] + "..."
     if error.validator == "required":
         missing = re.findall(r"'([^']+)' is a required property", message)
         if missing:
             return f"config {config_path(path)}: required key {missing[0]!r} is missing"
-    return f"config {config_path(path)}: {message} (value: {_short(error.instance)})"
+    text = f"config {config_path(path)}: {message}"
+    if repr(error.instance)[:40] not in message:
+        text += f" (value: {_short(error.instance)})"
+    hint = _schema_at(schema, path).get("description")
+    if isinstance(hint, str) and hint.strip():
+        first = re.split(r"\.\s+(?=[A-Z`])", " ".join(hint.split()))[0].rstrip(".")
+        text += f". Expected: {first if len(first) <= 160 else first[:157] + '...'}"
+    return text
 
 
 def check_schema(config: Any, schema: dict[str, Any]) -> None:

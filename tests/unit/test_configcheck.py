@@ -197,3 +197,12 @@ def test_resolve_model_specs_reports_params_once():
     with pytest.raises(ConfigError) as err:
         resolve_model_specs(models)
     assert str(err.value).startswith("config models.k.params.n = '6': ")
+
+
+def test_message_adds_the_first_sentence_of_the_description():
+    config = with_change(lambda c: c["analyses"]["a"]["data"].update(file="x.csv"))
+    with pytest.raises(ConfigError) as err:
+        check_schema(config, SCHEMA)
+    text = short(err)
+    assert text.startswith("config analyses.a.data: ")
+    assert text.endswith("Expected: Exactly one of `file` and `simulate`")
