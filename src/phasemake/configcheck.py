@@ -24,6 +24,7 @@ __all__ = [
     "MAX_NODES",
     "ConfigError",
     "check_config",
+    "check_config_file",
     "check_model_params",
     "check_schema",
     "check_size",
@@ -206,6 +207,31 @@ def check_config(config: Any, schema_path: str | os.PathLike[str]) -> None:
     with open(schema_path, encoding="utf-8") as f:
         schema = yaml.safe_load(f)
     check_schema(config, schema)
+
+
+def check_config_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a YAML config file beyond the size limits before Snakemake reads it.
+
+    Snakemake's ``configfile:`` merges the loaded file into ``config`` by walking every
+    mapping, so a YAML alias bomb made of mappings hangs there, before
+    :func:`check_config` can run. Call this just before ``configfile:`` in the Snakefile.
+    A missing file is left to Snakemake to report.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and where a limit was crossed.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f)  # aliases are shared objects here: fast
+    except FileNotFoundError:
+        return
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    check_size(loaded, where=f"config file {path}")
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:

@@ -206,3 +206,24 @@ def test_message_adds_the_first_sentence_of_the_description():
     text = short(err)
     assert text.startswith("config analyses.a.data: ")
     assert text.endswith("Expected: Exactly one of `file` and `simulate`")
+
+
+def test_config_file_with_a_mapping_alias_bomb_is_refused(tmp_path):
+    """Snakemake's configfile: merge walks every mapping: check the file before it."""
+    from phasemake.configcheck import check_config_file
+
+    lines = ["a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
+    lines += [
+        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
+        for i in range(1, 9)
+    ]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"config file {path} has more than {MAX_NODES}"):
+        check_config_file(path)
+    assert time.perf_counter() - start < 1.0
+    good = tmp_path / "good.yaml"
+    good.write_text((REPO / "config" / "config.yaml").read_text())
+    check_config_file(good)
+    check_config_file(tmp_path / "missing.yaml")  # Snakemake reports it
