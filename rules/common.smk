@@ -6,6 +6,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from phasemake.configcheck import check_config
 from phasemake.workflow import (
     check_analyses,
     discard_invalid_artefacts,
@@ -17,6 +18,10 @@ from phasemake.workflow import (
 min_version("9.0")
 
 
+# Size and depth limits first (a YAML alias bomb is refused in milliseconds instead of hanging
+# jsonschema), then the schema with one short message (config path, did-you-mean; never the
+# schema itself); Snakemake's validate() then only fills in the defaults.
+check_config(config, os.path.join(workflow.basedir, "config", "config.schema.yaml"))
 validate(config, "../config/config.schema.yaml")
 
 CACHE = os.path.normpath(config["cache"])

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from phasemake.configcheck import ConfigError, check_model_params
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, PhasemakeError
 from phasemake.graph.build import DEFAULT_MAX_STATES
@@ -62,7 +63,9 @@ def resolve_model_specs(
     Raises
     ------
     PhasemakeError
-        Naming the config entry (``models.<name>``) whose callback or params are invalid.
+        Naming the config entry (``models.<name>``) whose callback or params are invalid:
+        unknown or missing param names, or values the initial distribution rejects (see
+        :func:`phasemake.configcheck.check_model_params`).
 
     Examples
     --------
@@ -77,7 +80,10 @@ def resolve_model_specs(
         params = dict(entry.get("params") or {})
         try:
             model = load_model(entry["callback"], base_dir=base_dir)
+            check_model_params(name, model, params)
             spec = spec_hash(model, **params)
+        except ConfigError:
+            raise  # already names models.<name>.params
         except PhasemakeError as err:
             raise type(err)(f"config models.{name}: {err}") from err
         out[name] = ModelSpec(

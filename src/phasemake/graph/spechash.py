@@ -1,12 +1,46 @@
 """Spec hashing: a content hash of everything a model's graph depends on.
 
-The hash covers the callback's normalised AST (formatting, comments and docstrings do not
-count), every global it reads — followed recursively through user helper functions, classes
-and modules —, captured closure values, default arguments, the declared parameters and
-initial distribution, the construction params (canonically encoded) and the graph-format
-version. Nothing is built to compute it. Anything that cannot be hashed safely is rejected
-with a :class:`~phasemake.core.errors.SpecHashError` rather than ignored, so a cached graph is
-never returned for a model that changed.
+The guarantee, precisely. For a model and its construction params, the spec hash covers:
+
+- the callback's normalised AST (formatting, comments and docstrings do not count) and that
+  of its initial-distribution function;
+- every global a hashed function reads, by its plain name or as an attribute chain of a
+  module (``helpers.RATE``), followed recursively through user functions, classes and
+  modules (code outside site-packages and the standard library, and phasemake itself);
+  ``importlib.import_module("constant.name").attr`` is followed like an import;
+- captured closure values, default arguments, the declared parameters and their order,
+  the construction params (canonically encoded: ``10`` ≠ ``10.0``) and the graph-format
+  version.
+
+It refuses, with a :class:`~phasemake.core.errors.SpecHashError` naming the function, its
+file, the line and the fix, every dynamic route to code or names it cannot follow, under
+whatever name it is reached (an alias ``EV = eval``, ``builtins.eval``, ``from importlib
+import import_module as imp``, a captured variable, a default argument, a class attribute):
+``eval``, ``exec``, ``compile``, ``__import__``, ``globals()``, ``vars()``, ``locals()``,
+the ``builtins``, ``importlib``, ``importlib.util``, ``runpy`` and ``sys`` modules used as
+values, ``importlib.import_module`` with a computed name or whose result is kept rather
+than read as ``...("name").attr``, ``importlib.reload`` and the ``importlib.util`` loaders,
+``runpy.run_*``, ``sys.modules``, ``sys._getframe``, ``getattr(<module>, <computed
+name>)``, and reads of ``__builtins__``, ``.__dict__``, ``.__globals__``,
+``.__builtins__``, ``.__code__``, ``.__closure__`` or ``.__subclasses__``. Source that is
+unavailable and values without a canonical encoding (or beyond the encoding's size
+limits) are refused too.
+
+What remains out of reach (the graph must not depend on it; pass it as a construction
+param instead):
+
+- anything read at build time from outside the Python code: files (``open``,
+  ``np.load``), environment variables, the clock, random state, the network;
+- library code (numpy, the standard library, other site-packages), hashed by its name and
+  not its content or version;
+- mutation at run time: values are hashed as they are when the hash is computed;
+- a user module used as a plain value (``m = helpers``): hashed by its own source, not by
+  the modules it imports; ``getattr`` with a computed name on an object that is not a
+  module global (a local variable, an instance), and introspection through other library
+  functions (``inspect``, ``operator.attrgetter``, ``ctypes``, ``pickle``).
+
+Nothing is built to compute the hash, and the callback is never called. The AST analysis
+is in :mod:`phasemake.graph.specsource`.
 """
 
 from __future__ import annotations
@@ -15,8 +49,9 @@ import ast
 import builtins
 import functools
 import hashlib
+import importlib
+import importlib.util
 import inspect
-import linecache
 import os
 import site
 import struct
@@ -25,20 +60,28 @@ import sysconfig
 import textwrap
 import types
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from phasemake.core.canonical import UnencodableValue, encode
+from phasemake.core.canonical import EncodingLimitExceeded, UnencodableValue, encode
 from phasemake.core.errors import SpecHashError
 from phasemake.graph.model import Model, as_model
+from phasemake.graph.specsource import (
+    DYNAMIC_FIX,
+    Call,
+    CodeInfo,
+    code_info,
+    file_tree,
+    normalised_dump,
+    refuse_dynamic,
+)
 
 __all__ = ["GRAPH_FORMAT_VERSION", "explain_spec", "spec_hash"]
 
 #: Version of the graph semantics and file layout; part of every spec hash.
 GRAPH_FORMAT_VERSION = 1
 
-_FORBIDDEN_CALLS = frozenset({"eval", "exec", "compile", "__import__"})
 _MISSING = object()
 
 
@@ -88,149 +131,6 @@ def _sha(*parts: bytes) -> bytes:
     return hashlib.sha256(_frame(*parts)).digest()
 
 
-_DOCSTRING_OWNERS = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-
-
-def _normalised_dump(node: ast.AST) -> bytes:
-    """AST dump without positions, comments (never in the AST) or docstrings."""
-    for owner in ast.walk(node):
-        if isinstance(owner, _DOCSTRING_OWNERS):
-            body = owner.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                owner.body = body[1:] or [ast.Pass()]
-    return ast.dump(node, annotate_fields=False, include_attributes=False).encode()
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_source(filename: str, text: str) -> ast.Module:
-    return ast.parse(text, filename=filename)
-
-
-def _file_tree(filename: str) -> ast.Module | None:
-    lines = linecache.getlines(filename)
-    if not lines:
-        return None
-    return _parse_source(filename, "".join(lines))
-
-
-class _CodeInfo(NamedTuple):
-    dump: bytes
-    globals_: frozenset[str]
-    bare: frozenset[str]
-    chains: tuple[tuple[str, ...], ...]
-
-
-_CODE_CACHE: dict[types.CodeType, _CodeInfo] = {}
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    """Names the code may read as globals: ``co_names`` of it and its nested code objects.
-
-    This over-approximates (attribute names are in ``co_names`` too); callers intersect it
-    with the names the AST reads bare or as the root of an attribute chain.
-    """
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
-
-
-def _references(node: ast.AST) -> tuple[set[str], set[tuple[str, ...]], list[ast.Call]]:
-    """Bare names, attribute chains rooted at names, and calls in ``node``."""
-    bare: set[str] = set()
-    chains: set[tuple[str, ...]] = set()
-    calls: list[ast.Call] = []
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, ast.Call):
-            calls.append(cur)
-        if isinstance(cur, ast.Attribute):
-            attrs = []
-            root: ast.AST = cur
-            while isinstance(root, ast.Attribute):
-                attrs.append(root.attr)
-                root = root.value
-            if isinstance(root, ast.Name):
-                chains.add((root.id, *reversed(attrs)))
-                continue
-            stack.append(root)
-            continue
-        if isinstance(cur, ast.Name):
-            bare.add(cur.id)
-            continue
-        stack.extend(ast.iter_child_nodes(cur))
-    return bare, chains, calls
-
-
-def _find_function_node(fn: types.FunctionType, tree: ast.Module) -> ast.AST | None:
-    code = fn.__code__
-    line = code.co_firstlineno
-    if code.co_name == "<lambda>":
-        argnames = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
-        cands = [
-            n
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Lambda)
-            and n.lineno == line
-            and [a.arg for a in n.args.posonlyargs + n.args.args + n.args.kwonlyargs] == argnames
-        ]
-        if len(cands) > 1:  # several lambdas on one line: use instruction columns
-            cols = {c for (ln, _, c, _) in code.co_positions() if ln == line and c}
-            cands = [
-                n for n in cands if all(n.col_offset <= c < (n.end_col_offset or 0) for c in cols)
-            ]
-        return cands[0] if len(cands) == 1 else None
-    for n in ast.walk(tree):
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == code.co_name:
-            first = min([n.lineno] + [d.lineno for d in n.decorator_list])
-            if first == line or n.lineno == line:
-                return n
-    return None
-
-
-def _code_info(fn: types.FunctionType, where: str) -> _CodeInfo:
-    code = fn.__code__
-    info = _CODE_CACHE.get(code)
-    if info is not None:
-        return info
-    label = f"{where} ({fn.__qualname__}, {code.co_filename}:{code.co_firstlineno})"
-    tree = _file_tree(code.co_filename)
-    node = _find_function_node(fn, tree) if tree is not None else None
-    if node is None:
-        raise SpecHashError(
-            f"the source of {label} is unavailable or ambiguous, so its changes could not be "
-            "detected; define it with `def` in a .py file (not interactively, through exec, "
-            "or as one of several lambdas on a line)"
-        )
-    bare, chains, calls = _references(node)
-    for call in calls:
-        if isinstance(call.func, ast.Name) and call.func.id in _FORBIDDEN_CALLS:
-            raise SpecHashError(
-                f"{label} calls {call.func.id}(): code run through eval/exec/compile/"
-                "__import__ cannot be hashed, so a stale graph could be returned; write "
-                "that logic as ordinary Python in the function or in a helper function"
-            )
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        node.decorator_list = []
-        node.name = ""
-    names = _global_names(code)
-    info = _CodeInfo(
-        dump=_normalised_dump(node),
-        globals_=frozenset(names),
-        bare=frozenset(bare & names),
-        chains=tuple(sorted(c for c in chains if c[0] in names)),
-    )
-    _CODE_CACHE[code] = info
-    return info
-
-
 class _Hasher:
     """Digests objects reachable from a model; one instance per hash computation."""
 
@@ -258,18 +158,19 @@ class _Hasher:
     def _uncached(self, obj: Any, where: str) -> bytes:
         if obj is _MISSING:
             return b"missing"
+        refuse_dynamic(obj, where)
         if isinstance(obj, Model):
             return self.model(obj, where)
         if isinstance(obj, types.ModuleType):
             if not _is_user_module(obj):
                 return _sha(b"module", obj.__name__.encode())
-            tree = _file_tree(getattr(obj, "__file__", "") or "")
+            tree = file_tree(getattr(obj, "__file__", "") or "")
             if tree is None:
                 raise SpecHashError(
                     f"{where} is module {obj.__name__!r}, whose source is unavailable; "
                     "import it from a .py file"
                 )
-            return _sha(b"user-module", _normalised_dump(tree))
+            return _sha(b"user-module", normalised_dump(tree))
         if isinstance(obj, functools.partial):
             return _sha(
                 b"partial",
@@ -299,6 +200,8 @@ class _Hasher:
                 return _sha(b"libobj", f"{module}.{name}".encode())
         try:
             return _sha(b"value", encode(obj, where=where))
+        except EncodingLimitExceeded as err:
+            raise SpecHashError(f"cannot hash {err}") from None
         except UnencodableValue as err:
             raise SpecHashError(
                 f"cannot hash {err.where}: its type {type(err.value).__qualname__} has no "
@@ -315,7 +218,7 @@ class _Hasher:
         return _sha(*(k.encode() + self.obj(v, f"{where}[{k!r}]") for k, v in items))
 
     def function(self, fn: types.FunctionType, where: str) -> bytes:
-        info = _code_info(fn, where)
+        info = code_info(fn, where)
         parts = [b"function", info.dump]
         parts.append(self.sequence(fn.__defaults__ or (), f"default arguments of {where}"))
         parts.append(self.mapping(fn.__kwdefaults__, f"keyword defaults of {where}"))
@@ -327,10 +230,13 @@ class _Hasher:
             label = f"captured variable {name!r} of {fn.__qualname__}"
             parts.append(name.encode() + self.obj(value, label))
         module = fn.__module__ or "?"
+        label = f"{where} ({fn.__qualname__}, {fn.__code__.co_filename})"
+        self._check_calls(fn, info, label)
         roots = sorted(info.bare | {c[0] for c in info.chains})
         for name in roots:
             value = self._lookup(fn, name)
             if name in info.bare or not isinstance(value, types.ModuleType):
+                refuse_dynamic(value, f"{label} reads {name} at line {info.lines.get(name)}")
                 parts.append(name.encode() + self.obj(value, f"global {module}.{name}"))
                 continue
             # a module read only through attributes: hash just the attributes read
@@ -341,8 +247,65 @@ class _Hasher:
                         break
                     target = getattr(target, attr, _MISSING)
                     path += "." + attr
+                refuse_dynamic(target, f"{label} reads {path} at line {info.lines[name]}")
                 parts.append(path.encode() + self.obj(target, f"global {module}.{path}"))
+        for call in info.follows:
+            parts.append(self._follow(fn, call, label, module))
         return _sha(*parts)
+
+    def _resolve(self, fn: types.FunctionType, chain: tuple[str, ...]) -> Any:
+        """The value of a global name or attribute chain through modules (else _MISSING)."""
+        value = self._lookup(fn, chain[0])
+        for attr in chain[1:]:
+            if not isinstance(value, types.ModuleType):
+                return _MISSING
+            value = getattr(value, attr, _MISSING)
+        return value
+
+    def _check_calls(self, fn: types.FunctionType, info: CodeInfo, label: str) -> None:
+        """Refuse ``getattr(<module>, <computed name>)``: any attribute of the module."""
+        for call in info.calls:
+            if not call.computed_name or call.obj is None:
+                continue
+            if self._resolve(fn, call.func) is not builtins.getattr:
+                continue
+            target = self._resolve(fn, call.obj) if call.obj[0] in info.globals_ else None
+            if isinstance(target, types.ModuleType):
+                raise SpecHashError(
+                    f"{label} calls getattr({'.'.join(call.obj)}, <computed name>) at line "
+                    f"{call.line}: an attribute of a module chosen at run time; {DYNAMIC_FIX}"
+                )
+
+    def _follow(self, fn: types.FunctionType, call: Call, label: str, module: str) -> bytes:
+        """``f("const").a.b``: followed like ``import const`` when ``f`` is
+        ``importlib.import_module``; otherwise ``f`` is hashed as an ordinary global."""
+        func = self._resolve(fn, call.func)
+        path = ".".join(call.func)
+        if func is not importlib.import_module:
+            refuse_dynamic(func, f"{label} reads {path} at line {call.line}")
+            return path.encode() + self.obj(func, f"global {module}.{path}")
+        name = call.module or ""
+        if name.startswith("."):
+            raise SpecHashError(
+                f"{label} calls {path}({name!r}) at line {call.line}: a relative import by "
+                f"import_module cannot be followed; {DYNAMIC_FIX}"
+            )
+        try:
+            target: Any = importlib.import_module(name)
+        except Exception as err:  # any import failure: the dependency cannot be seen
+            raise SpecHashError(
+                f"{label} calls {path}({name!r}) at line {call.line}, and importing "
+                f"{name!r} to follow it failed ({type(err).__name__}: {err}); make the module "
+                "importable from the model file's folder"
+            ) from None
+        shown = f"{path}({name!r})"
+        for attr in call.tail:
+            if not isinstance(target, types.ModuleType):
+                break
+            target = getattr(target, attr, _MISSING)
+            shown += "." + attr
+        refuse_dynamic(target, f"{label} reads {shown} at line {call.line}")
+        return shown.encode() + self.obj(target, f"global {module}.{shown}")
 
     @staticmethod
     def _lookup(fn: types.FunctionType, name: str) -> Any:
@@ -358,8 +321,9 @@ class _Hasher:
                 f"{where} is class {cls.__qualname__!r}, whose source is unavailable ({err}); "
                 "define it in a .py file"
             ) from None
-        parts = [b"class", _normalised_dump(ast.parse(textwrap.dedent(source)))]
+        parts = [b"class", normalised_dump(ast.parse(textwrap.dedent(source)))]
         for name, member in sorted(vars(cls).items()):
+            refuse_dynamic(getattr(member, "__func__", member), f"{where}.{name}")
             func = getattr(member, "__func__", member)
             if isinstance(member, property):
                 func = member.fget
@@ -383,6 +347,8 @@ def _spec_digest(callback: Any, params: dict[str, Any], trail: list | None) -> s
     hasher = _Hasher(trail)
     try:
         encoded_params = encode(params, where="construction params")
+    except EncodingLimitExceeded as err:
+        raise SpecHashError(f"model {model.name!r}: {err}") from None
     except UnencodableValue as err:
         raise SpecHashError(
             f"{err.where} of model {model.name!r} has type {type(err.value).__qualname__}, "

@@ -6,6 +6,9 @@ differently (the graph could differ). Rejections must name the offending value.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import numpy as np
 import pytest
 
@@ -261,11 +264,180 @@ def test_rejects_unencodable_construction_param():
         spec_hash(kingman, n=object())
 
 
+@contextlib.contextmanager
+def isolated_imports():
+    """Forget the modules and sys.path entries a model load adds (as ModelFiles.spec does),
+    so that a later test imports its own ``helpers``."""
+    before, path_before = set(sys.modules), list(sys.path)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        sys.path[:] = path_before
+
+
 def test_explain_lists_dependencies(model_files):
     folder = model_files.write(variant())
-    model = phasemake.load_model("model.py:cb", base_dir=folder)
-    spec, trail = phasemake.explain_spec(model, n=3)
+    with isolated_imports():
+        model = phasemake.load_model("model.py:cb", base_dir=folder)
+        spec, trail = phasemake.explain_spec(model, n=3)
     where = " ".join(w for w, _ in trail)
     assert spec == spec_hash(model, n=3)
     for name in ("SCALE", "step_rate", "pairs", "mig_rate"):
         assert name in where
+
+
+# --- dynamic routes to code: rejected wherever they are reached, or followed ---------------
+
+DYNAMIC_ROUTES = {
+    "builtins.eval": ("import builtins", "builtins.eval('1')"),
+    "alias EV = eval": ("EV = eval", "EV('1')"),
+    "getattr(builtins, computed)": ("import builtins", 'getattr(builtins, "ev" + "al")("1")'),
+    "vars(builtins)[...]": ("import builtins", 'vars(builtins)["eval"]("1")'),
+    "globals()[...]": ("", 'globals()["SCALE"]'),
+    "locals()": ("", "locals()"),
+    "sys.modules[...]": ("import sys", 'sys.modules["helpers"].step_rate(a)'),
+    "from sys import modules": ("from sys import modules", 'modules["helpers"]'),
+    "import_module(computed)": ("import importlib", 'importlib.import_module("help" + "ers")'),
+    "import_module result kept": ("import importlib", 'm = importlib.import_module("helpers")'),
+    "import_module alias, computed": (
+        "from importlib import import_module as imp",
+        'imp("help" + "ers").step_rate(a)',
+    ),
+    "__import__ alias": ("IMP = __import__", 'IMP("helpers")'),
+    "from builtins import exec": ("from builtins import exec as run", 'run("x = 1")'),
+    "__builtins__": ("", '__builtins__["eval"]'),
+    ".__globals__": ("", "mig_rate.__globals__"),
+    ".__dict__": ("import helpers as hm", 'hm.__dict__["step_rate"]'),
+    "getattr(module, computed)": ("import helpers as hm", 'getattr(hm, "step_" + "rate")(a)'),
+    "compile alias": ("C = compile", 'C("1", "f", "eval")'),
+    "sys._getframe": ("import sys", "sys._getframe(0)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DYNAMIC_ROUTES))
+def test_rejects_every_dynamic_route_to_code(model_files, case):
+    header, line = DYNAMIC_ROUTES[case]
+    model = BASE.replace("SCALE = 1.0", f"{header}\n\nSCALE = 1.0").replace(
+        "    out = []", f"    {line}\n    out = []"
+    )
+    with pytest.raises(SpecHashError, match=r"model 'cb'.*line \d+.*cannot be hashed"):
+        model_files.spec(variant(model=model), n=3)
+
+
+def test_rejects_dynamic_route_in_a_helper_module(model_files):
+    helpers = "import builtins\n" + HELPERS.replace(
+        "return pairs(k)", 'return getattr(builtins, "ev" + "al")("pairs(k)")'
+    )
+    with pytest.raises(SpecHashError, match=r"step_rate.*line \d+"):
+        model_files.spec(variant(helpers=helpers), n=3)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "def cb(state, n, ev=eval):",  # default argument
+        "def cb(state, n, *, ev=eval):",  # keyword default
+    ],
+)
+def test_rejects_eval_as_a_default_argument(model_files, how):
+    model = BASE.replace("def cb(state, n):", how)
+    with pytest.raises(SpecHashError, match=r"eval\(\).*cannot be hashed"):
+        model_files.spec(variant(model=model), n=3)
+
+
+def test_rejects_eval_captured_by_a_closure(model_files):
+    text = CLOSURE.replace("make(SCALE)", "make(eval)")
+    with pytest.raises(SpecHashError, match=r"captured variable 'scale'.*eval\(\)"):
+        model_files.spec({"model.py": text}, n=3)
+
+
+def test_rejects_eval_as_a_class_attribute(model_files):
+    model = BASE.replace(
+        "SCALE = 1.0", "class Ops:\n    run = staticmethod(eval)\n\n\nSCALE = 1.0"
+    ).replace("    out = []", "    Ops.run('1')\n    out = []")
+    with pytest.raises(SpecHashError, match=r"Ops.run.*eval\(\)"):
+        model_files.spec(variant(model=model), n=3)
+
+
+STATIC_LOOKALIKES = {
+    "module attribute by constant chain": ("import sys", "sys.maxsize"),
+    "builtins.len by chain": ("import builtins", "builtins.len([a])"),
+    "getattr with a constant name on a module": ("import helpers as hm", 'getattr(hm, "pairs")'),
+    "getattr with a computed name on a local": ("", 'getattr(state, "sh" + "ape")'),
+    "a local named vars": ("", "vars = [a, b]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATIC_LOOKALIKES))
+def test_static_lookalikes_are_accepted(model_files, case):
+    header, line = STATIC_LOOKALIKES[case]
+    model = BASE.replace("SCALE = 1.0", f"{header}\n\nSCALE = 1.0").replace(
+        "    out = []", f"    {line}\n    out = []"
+    )
+    assert len(model_files.spec(variant(model=model), n=3)) == 32
+
+
+IMPORT_MODULE = """
+import importlib
+
+import phasemake
+
+
+@phasemake.model(parameters=["coal"], initial=lambda n: [n])
+def cb(state, n):
+    k = int(state[0])
+    if k < 2:
+        return []
+    return [([k - 1], (importlib.import_module("helper_rate").RATE * k * (k - 1) / 2,))]
+"""
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        IMPORT_MODULE,
+        IMPORT_MODULE.replace(
+            "import importlib\n", "from importlib import import_module\n"
+        ).replace("importlib.import_module(", "import_module("),
+    ],
+)
+def test_import_module_with_a_constant_name_is_followed(model_files, model):
+    one = model_files.spec({"model.py": model, "helper_rate.py": "RATE = 1\n"}, n=4)
+    same = model_files.spec({"model.py": model, "helper_rate.py": "# note\nRATE = 1\n"}, n=4)
+    seven = model_files.spec({"model.py": model, "helper_rate.py": "RATE = 7\n"}, n=4)
+    assert one == same
+    assert one != seven
+
+
+def test_import_module_of_a_missing_module_is_rejected(model_files):
+    with pytest.raises(SpecHashError, match=r"helper_rate.*importing.*failed"):
+        model_files.spec({"model.py": IMPORT_MODULE}, n=4)
+
+
+def test_graph_cache_never_returns_a_graph_built_with_an_old_helper(model_files, tmp_path):
+    """The issue's stale graph: a helper reached through importlib.import_module."""
+    from phasemake.graph.cache import GraphCache
+
+    cache = GraphCache(tmp_path / "cache")
+
+    def coefficients(rate: int) -> list[float]:
+        files = {"model.py": IMPORT_MODULE, "helper_rate.py": f"RATE = {rate}\n"}
+        folder = model_files.write(files)
+        with isolated_imports():
+            model = phasemake.load_model("model.py:cb", base_dir=folder)
+            graph = cache.load_or_build(model, n=4)
+        return sorted(graph.edge_coef[:, 0].tolist(), reverse=True)
+
+    assert coefficients(1) == [6.0, 3.0, 1.0]
+    assert coefficients(7) == [42.0, 21.0, 7.0]
+    assert len(cache.entries()) == 2
+
+
+def test_rejects_params_beyond_the_encoding_limits():
+    bomb: list = ["x"] * 10
+    for _ in range(8):
+        bomb = [bomb] * 10  # 10^9 leaves, shared like YAML aliases
+    with pytest.raises(SpecHashError, match=r"more than \d+ elements"):
+        spec_hash(kingman, n=4, bomb=bomb)

@@ -1,0 +1,109 @@
+"""Bad configs through real snakemake: refused at parse time, quickly, in one short message
+naming the config path (never a schema dump)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+KINGMAN = "  k: {callback: 'phasemake.models:kingman', params: {n: 6}}\n"
+
+
+def dry_run(workflow, config_text: str, timeout: float = 60) -> tuple[int, str, float]:
+    (workflow.root / "config" / "config.yaml").write_text(config_text)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n"],
+        cwd=workflow.root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+
+
+def assert_short(out: str) -> None:
+    assert len(out.encode()) < 2048, out[:3000]
+    assert "Failed validating" not in out and "'$schema'" not in out
+
+
+def test_misspelt_top_level_key(workflow):
+    rc, out, _ = dry_run(workflow, "cache: cache\nmodles:\n" + KINGMAN)
+    assert rc != 0
+    assert "config modles: unknown key 'modles'; did you mean 'models'?" in out
+    assert_short(out)
+
+
+def test_misspelt_model_key(workflow):
+    text = "cache: cache\nmodels:\n  k: {callbak: 'phasemake.models:kingman'}\n"
+    rc, out, _ = dry_run(workflow, text)
+    assert rc != 0
+    assert "config models.k.callbak: unknown key 'callbak'; did you mean 'callback'?" in out
+    assert_short(out)
+
+
+def test_yaml_alias_bomb_is_refused_at_once(workflow):
+    lines = ["cache: cache", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    lines += ["models:", "  k: {callback: 'phasemake.models:kingman', params: {n: 6, b: *a8}}"]
+    rc, out, seconds = dry_run(workflow, "\n".join(lines) + "\n", timeout=20)
+    assert rc != 0
+    assert "more than 100000 values" in out and "alias" in out
+    assert_short(out)
+    assert seconds < 20
+
+
+def test_alias_bomb_inside_params_is_refused_at_once(workflow):
+    lines = ["cache: cache", "models:", "  k:", "    callback: 'phasemake.models:kingman'"]
+    lines += ["    params:", "      n: 6", "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"      a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    rc, out, _ = dry_run(workflow, "\n".join(lines) + "\n", timeout=20)
+    assert rc != 0
+    assert "config has more than 100000 values (at models.k.params." in out
+    assert_short(out)
+
+
+@pytest.mark.parametrize("value", ['"6"', "0"])
+def test_bad_param_value_names_models_name_params_n(workflow, value):
+    text = f"cache: cache\nmodels:\n{KINGMAN.replace('n: 6', f'n: {value}')}"
+    rc, out, _ = dry_run(workflow, text)
+    assert rc != 0
+    shown = "'6'" if value == '"6"' else "0"
+    assert f"config models.k.params.n = {shown}: " in out
+    assert "expected an integer sample size >= 2" in out
+    assert "build_graph" not in out  # refused before any job is planned
+    assert_short(out)
+
+
+def test_unknown_param_name(workflow):
+    text = "cache: cache\nmodels:\n  k: {callback: 'phasemake.models:kingman', params: {nn: 6}}\n"
+    rc, out, _ = dry_run(workflow, text)
+    assert rc != 0
+    assert "config models.k.params: unknown param 'nn' (value 6); did you mean 'n'?" in out
+    assert_short(out)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Snakemake's configfile: merge walks every mapping before rules/common.smk runs; "
+    'needs `check_config_file("config/config.yaml")` just before `configfile:` in the '
+    "Snakefile (not a file of this branch). Remove this mark once it is there.",
+)
+def test_mapping_alias_bomb_is_refused_before_snakemake_merges_it(workflow):
+    lines = ["cache: cache", "a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
+    lines += [
+        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
+        for i in range(1, 9)
+    ]
+    try:
+        rc, out, _ = dry_run(workflow, "\n".join(lines) + "\n", timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the parse hung on a YAML alias bomb made of mappings")
+    assert rc != 0
+    assert "config file config/config.yaml has more than 100000 values" in out
+    assert_short(out)
