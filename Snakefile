@@ -3,7 +3,11 @@
 # input, params and resources functions they call.
 
 
-configfile: "config/config.yaml"
+# The shipped config/config.yaml is the default: it is read only when no --configfile is
+# given, so an own config runs alone (not merged into the shipped models and analyses).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

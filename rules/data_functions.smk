@@ -1,9 +1,12 @@
 # Input, params and resources functions of rules/data.smk (Snakemake's linter keeps
 # functions and rules in separate files).
 def analysis_settings(wildcards):
-    """The analysis's config block up to NLSQ (its `cmc` block is left out: a posterior
-    setting must not re-run the data or the fit)."""
-    return {k: v for k, v in ANALYSES[wildcards.analysis].items() if k != "cmc"}
+    """The analysis's config block up to NLSQ. Its `cmc` block and a file's `data.truth`
+    are left out: a posterior setting, or what the truth was, must not re-run the data or
+    the fit."""
+    settings = {k: v for k, v in ANALYSES[wildcards.analysis].items() if k != "cmc"}
+    data = {k: v for k, v in settings["data"].items() if k != "truth"}
+    return {**settings, "data": data}
 
 
 def observation_inputs(wildcards):

@@ -117,8 +117,9 @@ def shard_attempts(wildcards, attempt):
 
 
 def analysis_truth(wildcards):
-    """The simulated θ (by name), or {} for data from a file."""
-    return ANALYSES[wildcards.analysis]["data"].get("simulate", {}).get("theta", {})
+    """The true θ (by name): the simulated `theta`, the `truth` given for file data, or {}."""
+    data = ANALYSES[wildcards.analysis]["data"]
+    return data["simulate"]["theta"] if "simulate" in data else data.get("truth", {})
 
 
 def posterior_inputs(wildcards):

@@ -10,6 +10,8 @@ Examples
     phasemake cache stats --cache cache
     phasemake cache verify --cache cache --remove-invalid
     phasemake cache clear --cache cache [--spec SPEC ...]
+    phasemake summary [ANALYSIS ...] [--results results]
+    phasemake export ANALYSIS [--out DIR]
 """
 
 from __future__ import annotations
@@ -115,6 +117,21 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from phasemake.report.summary import find_results, summary_text
+
+    print(summary_text(find_results(args.results, analyses=args.analysis)))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from phasemake.report.summary import export_analysis
+
+    for path in export_analysis(args.analysis, results=args.results, out=args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phasemake", description="Phase-type model graphs, traces and inference."
@@ -155,6 +172,23 @@ def _parser() -> argparse.ArgumentParser:
         "--spec", action="append", default=[], help="clear: only these specs (repeatable)"
     )
     p_cache.set_defaults(func=_cmd_cache)
+
+    p_summary = sub.add_parser(
+        "summary", help="estimates, intervals and status of the analyses, as a table"
+    )
+    p_summary.add_argument("analysis", nargs="*", help="analyses to show (default: all)")
+    p_summary.add_argument("--results", default="results", help="results folder")
+    p_summary.set_defaults(func=_cmd_summary)
+
+    p_export = sub.add_parser(
+        "export", help="write an analysis's estimates and draws as CSV and NetCDF"
+    )
+    p_export.add_argument("analysis", help="the analysis (its folder under --results)")
+    p_export.add_argument("--results", default="results", help="results folder")
+    p_export.add_argument(
+        "--out", default=None, help="output folder (default: results/ANALYSIS/export)"
+    )
+    p_export.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -334,6 +334,11 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
                 f"{where}.cmc.shards = {shards} but the simulation has {size} rows; "
                 f"expected at most {size}"
             )
+        for p in data.get("truth", {}):
+            if p not in names:
+                raise PhasemakeError(
+                    f"{where}.data.truth.{p}: unknown parameter; expected names from {names}"
+                )
         if "file" in data and not os.path.isfile(data["file"]):
             raise PhasemakeError(f"{where}.data.file = {data['file']!r} does not exist")
         sim = data.get("simulate")

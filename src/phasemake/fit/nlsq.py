@@ -187,9 +187,17 @@ def covariance(state: dict[str, Any], *, scale_known: bool) -> tuple[np.ndarray,
     return s2 * np.linalg.inv(acc.jtj), s2
 
 
+#: The normal quantile of a central 95% interval.
+WALD_Z = 1.959963984540054
+
+
 def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any]:
     """The fit: estimates and standard errors by name, covariances (θ and log scale), χ²,
-    passes and the stopping reason."""
+    passes and the stopping reason.
+
+    Each free parameter has ``se`` (the delta-method standard error of θ) and ``wald95``,
+    the 95% Wald interval computed on log θ (the scale of the fit) and mapped back, so it
+    stays positive: ``exp(log θ̂ ± 1.96 se(log θ̂))``."""
     cov_phi, s2 = covariance(state, scale_known=model.scale_known)
     phi = np.asarray(state["best"]["phi"])
     theta = np.exp(phi)
@@ -200,7 +208,13 @@ def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any
     for name, value in zip(model.par.names, model.par.values, strict=True):
         if name in free:
             i = free[name]
-            params[name] = {"estimate": float(theta[i]), "se": float(se[i]), "fixed": False}
+            half = WALD_Z * np.sqrt(cov_phi[i, i])  # on log θ: the interval stays positive
+            params[name] = {
+                "estimate": float(theta[i]),
+                "se": float(se[i]),
+                "fixed": False,
+                "wald95": [float(np.exp(phi[i] - half)), float(np.exp(phi[i] + half))],
+            }
         else:
             params[name] = {"estimate": value, "se": 0.0, "fixed": True}
     return {

@@ -393,7 +393,7 @@ def _refine(model, observations, draws, summary, *, cmc) -> tuple[np.ndarray, di
 
 def _against_truth(summary: dict[str, Any], truth: Mapping[str, float]) -> dict[str, Any]:
     """Per free parameter: the true value, the posterior mean and sd, the error in sds,
-    and whether the truth is inside the central 90% interval."""
+    and whether the truth is inside the central 90% and 95% intervals."""
     rows = {}
     for name, post in summary["parameters"].items():
         if name not in truth:
@@ -406,6 +406,7 @@ def _against_truth(summary: dict[str, Any], truth: Mapping[str, float]) -> dict[
             "sd": post["sd"],
             "z": (post["mean"] - true) / post["sd"],
             "in_90": bool(q["0.05"] <= true <= q["0.95"]),
+            "in_95": bool(q["0.025"] <= true <= q["0.975"]) if "0.025" in q else None,
         }
     return rows
 

@@ -43,7 +43,7 @@ __all__ = [
 
 CONSENSUS_KIND, CONSENSUS_VERSION = "phasemake.consensus_posterior", 1
 RULES = ("scott", "gaussian")
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
 
 
 def _flat(phi: np.ndarray) -> np.ndarray:

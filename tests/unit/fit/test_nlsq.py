@@ -20,6 +20,7 @@ import json
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.stats
 
 import phasemake
 from phasemake import build_graph
@@ -243,3 +244,15 @@ def test_config_defaults_are_the_library_defaults():
     nlsq = schema["properties"]["analyses"]["additionalProperties"]["properties"]["nlsq"]
     for field in dataclasses.fields(LMSettings):
         assert nlsq["properties"][field.name]["default"] == field.default, field.name
+
+
+def test_wald_interval_is_the_log_scale_normal_interval(times_problem):
+    # 95% Wald interval on log θ, mapped back: exp(log θ̂ ± z se(log θ̂)), z from SciPy
+    _, _, _, fit = times_problem
+    z = scipy.stats.norm.ppf(0.975)
+    for i, name in enumerate(("coal", "mig")):
+        p = fit["parameters"][name]
+        half = z * np.sqrt(fit["log_covariance"][i][i])
+        expected = np.log(p["estimate"]) + np.array([-half, half])
+        np.testing.assert_allclose(np.log(p["wald95"]), expected, rtol=1e-12)
+        assert p["wald95"][0] < p["estimate"] < p["wald95"][1]

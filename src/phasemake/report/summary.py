@@ -1,0 +1,220 @@
+"""Results without a browser: a terminal summary of every analysis, and an export to CSV and
+NetCDF.
+
+``phasemake summary`` prints, per analysis, the NLSQ estimates with their standard errors and
+95% Wald intervals, the posterior means and 95% intervals (where the analysis has a
+posterior), the truth where the config gives one, and a status line (converged or not,
+the consensus rule and refinement). ``phasemake export ANALYSIS`` writes the same numbers
+as ``estimates.csv``, the consensus draws as ``draws.csv`` (θ scale, with importance weights
+when the consensus was refined) and ``posterior.nc`` (ArviZ ``InferenceData``).
+
+Only verified files are read (:mod:`phasemake.core.artefact`); an analysis whose fit is
+missing is listed as not run yet.
+
+Examples
+--------
+>>> import math
+>>> rows = [["coal", 1.0, 0.01], ["mig", 0.25, math.nan]]
+>>> print(format_table(["parameter", "estimate", "se"], rows))
+parameter  estimate    se
+coal              1  0.01
+mig            0.25     –
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from phasemake.core.artefact import atomic_path
+from phasemake.core.errors import PhasemakeError
+from phasemake.report.tables import read_fit, read_posterior_summary
+
+__all__ = ["AnalysisResult", "export_analysis", "find_results", "format_table", "summary_text"]
+
+
+class AnalysisResult(NamedTuple):
+    """What the results folder holds for one analysis (``None``: not written yet)."""
+
+    name: str
+    fit: dict[str, Any] | None
+    posterior: dict[str, Any] | None
+
+
+def find_results(
+    results: str | os.PathLike[str] = "results", *, analyses: Sequence[str] = ()
+) -> list[AnalysisResult]:
+    """The analyses under ``results`` (every folder, or only ``analyses``), in name order.
+
+    Raises
+    ------
+    PhasemakeError
+        If an analysis named in ``analyses`` has no folder under ``results``.
+    """
+    root = Path(results)
+    names = list(analyses) or sorted(p.name for p in root.glob("*") if p.is_dir())
+    found = []
+    for name in names:
+        folder = root / name
+        if not folder.is_dir():
+            known = sorted(p.name for p in root.glob("*") if p.is_dir())
+            raise PhasemakeError(
+                f"no results for analysis {name!r} under {root}/; expected one of {known} "
+                "(run snakemake first, or pass --results DIR)"
+            )
+        fit_path = folder / "nlsq" / "fit.json"
+        post_path = folder / "cmc" / "consensus.json"
+        fit = read_fit(fit_path) if fit_path.exists() else None
+        post = read_posterior_summary(post_path) if post_path.exists() else None
+        found.append(AnalysisResult(name, fit, post))
+    return found
+
+
+def _num(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, str):
+        return x
+    return f"{x:.4g}"
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned; numbers
+    with 4 significant digits, missing or non-finite values as ``–``."""
+    cells = [list(header)] + [[_num(c) if i else str(c) for i, c in enumerate(r)] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for r in cells:
+        parts = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _interval(lo: Any, hi: Any) -> str:
+    return f"[{_num(lo)}, {_num(hi)}]"
+
+
+def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
+    header = ["parameter", "NLSQ estimate", "se", "Wald 95%"]
+    post = result.posterior
+    truth = (post or {}).get("truth", {})
+    if post:
+        header += ["posterior mean", "sd", "95% interval"]
+    if truth:
+        header += ["truth", "in 95%"]
+    rows = []
+    for name, p in result.fit["parameters"].items():
+        if p["fixed"]:
+            rows.append([name, p["estimate"], "fixed", "", *[""] * (len(header) - 4)])
+            continue
+        wald = p.get("wald95")
+        row: list[Any] = [name, p["estimate"], p["se"], _interval(*wald) if wald else "–"]
+        if post:
+            q = post["parameters"][name]
+            quantiles = q["quantiles"]
+            lo, hi = quantiles.get("0.025"), quantiles.get("0.975")
+            row += [q["mean"], q["sd"], _interval(lo, hi)]
+        if truth:
+            t = truth.get(name)
+            inside = None if t is None else t.get("in_95")
+            row += [t["true"] if t else "", {True: "yes", False: "NO"}.get(inside, "–")]
+        rows.append(row)
+    return header, rows
+
+
+def _status(result: AnalysisResult) -> str:
+    fit = result.fit
+    state = "converged" if fit["converged"] else f"NOT converged ({fit['status']})"
+    line = f"NLSQ {state} after {fit['passes']} passes"
+    post = result.posterior
+    if post is None:
+        return line + "; no posterior"
+    line += f"; posterior: {post['rule']} consensus of {post['shards']} shard(s)"
+    refinement = post.get("refinement")
+    if refinement:
+        applied = refinement.get("applied")
+        line += ", refined" if applied else ", not refined"
+        if refinement.get("pareto_k") is not None:
+            line += f" (Pareto k {refinement['pareto_k']:.2f})"
+    return line
+
+
+def summary_text(results: Sequence[AnalysisResult]) -> str:
+    """The terminal summary of ``results`` (see the module docstring)."""
+    blocks = []
+    for r in results:
+        if r.fit is None:
+            blocks.append(f"{r.name}: not fitted yet (no nlsq/fit.json)")
+            continue
+        header, rows = _rows(r)
+        blocks.append(f"{r.name}: {_status(r)}\n{format_table(header, rows)}")
+    return "\n\n".join(blocks) if blocks else "no analyses found"
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def export_analysis(
+    analysis: str,
+    *,
+    results: str | os.PathLike[str] = "results",
+    out: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Write ``estimates.csv``, and with a posterior ``draws.csv`` and ``posterior.nc``, of
+    one analysis into ``out`` (default ``results/<analysis>/export``); returns the paths.
+
+    Raises
+    ------
+    PhasemakeError
+        If the analysis has no fit yet.
+    """
+    (result,) = find_results(results, analyses=[analysis])
+    if result.fit is None:
+        raise PhasemakeError(
+            f"analysis {analysis!r} has no fit yet ({Path(results) / analysis}/nlsq/fit.json "
+            "is missing); run snakemake first"
+        )
+    folder = Path(out) if out is not None else Path(results) / analysis / "export"
+    folder.mkdir(parents=True, exist_ok=True)
+    quantiles = ("0.025", "0.05", "0.5", "0.95", "0.975")
+    header = ["parameter", "fixed", "estimate", "se", "wald95_low", "wald95_high"]
+    post = result.posterior
+    if post:
+        header += ["posterior_mean", "posterior_sd", *(f"q{q}" for q in quantiles)]
+    rows = []
+    for name, p in result.fit["parameters"].items():
+        wald = p.get("wald95") or [None, None]
+        row = [name, p["fixed"], p["estimate"], p["se"], *wald]
+        if post and name in post["parameters"]:
+            q = post["parameters"][name]
+            row += [q["mean"], q["sd"], *(q["quantiles"].get(k) for k in quantiles)]
+        rows.append(row)
+    written = [folder / "estimates.csv"]
+    _write_csv(written[0], header, rows)
+    consensus = Path(results) / analysis / "cmc" / "consensus.h5"
+    if post and consensus.exists():
+        from phasemake.posterior.consensus import read_weighted_consensus, to_arviz
+
+        phi, weights, meta = read_weighted_consensus(consensus)
+        flat = np.exp(phi.reshape(-1, phi.shape[-1]))
+        names = list(meta["free"])
+        draws_header = names + (["weight"] if weights is not None else [])
+        draws = flat if weights is None else np.column_stack([flat, weights])
+        written.append(folder / "draws.csv")
+        _write_csv(written[-1], draws_header, draws.tolist())
+        written.append(folder / "posterior.nc")
+        with atomic_path(written[-1]) as tmp:
+            to_arviz(consensus).to_netcdf(str(tmp))
+    return written

@@ -1,0 +1,101 @@
+"""phasemake summary and export, on real artefact files written by the package's writers."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from phasemake.cli import main
+from phasemake.core.artefact import write_json_artefact
+from phasemake.core.errors import PhasemakeError
+from phasemake.posterior.cmc import _against_truth
+from phasemake.posterior.consensus import summarise_draws, write_consensus
+from phasemake.report.summary import export_analysis, find_results, summary_text
+
+FIT = {
+    "parameters": {
+        "coal": {"estimate": 1.02, "se": 0.03, "fixed": False, "wald95": [0.962, 1.081]},
+        "mig": {"estimate": 0.5, "se": 0.0, "fixed": True},
+    },
+    "free": ["coal"],
+    "converged": True,
+    "status": "converged",
+    "passes": 6,
+    "reason": "relative change below tolerance",
+    "chi2": 10.0,
+    "count": 100,
+}
+
+
+def _write(root, *, posterior=True, truth=None):
+    folder = root / "times"
+    write_json_artefact(folder / "nlsq" / "fit.json", kind="phasemake.fit", version=1, payload=FIT)
+    if not posterior:
+        return None
+    rng = np.random.default_rng(3)
+    phi = np.log(rng.normal(1.0, 0.05, size=(2, 500, 1)))  # chains × draws × parameters
+    summary = {**summarise_draws(phi, ["coal"]), "rule": "scott", "shards": 2}
+    if truth:
+        summary["truth"] = _against_truth(summary, truth)
+    write_json_artefact(
+        folder / "cmc" / "consensus.json",
+        kind="phasemake.consensus_summary",
+        version=1,
+        payload=summary,
+    )
+    write_consensus(folder / "cmc" / "consensus.h5", phi, summary, free=["coal"])
+    return phi, summary
+
+
+def test_summary_lists_estimates_intervals_truth_and_status(tmp_path):
+    _, post = _write(tmp_path, truth={"coal": 1.0})
+    text = summary_text(find_results(tmp_path))
+    q = post["parameters"]["coal"]["quantiles"]
+    assert text.startswith("times: NLSQ converged after 6 passes; posterior: scott consensus")
+    assert "[0.962, 1.081]" in text  # the Wald interval of fit.json
+    assert f"[{q['0.025']:.4g}, {q['0.975']:.4g}]" in text  # the posterior 95% interval
+    assert q["0.025"] < q["0.05"] < q["0.95"] < q["0.975"]
+    coal_line = next(line for line in text.splitlines() if line.startswith("coal"))
+    assert coal_line.split()[-1] == "yes"  # truth 1.0 inside the 95% interval
+    mig_line = next(line for line in text.splitlines() if line.startswith("mig"))
+    assert "fixed" in mig_line
+
+
+def test_summary_of_an_analysis_without_posterior_or_fit(tmp_path):
+    _write(tmp_path, posterior=False)
+    (tmp_path / "later").mkdir()
+    text = summary_text(find_results(tmp_path))
+    assert "times: NLSQ converged after 6 passes; no posterior" in text
+    assert "later: not fitted yet" in text
+    with pytest.raises(PhasemakeError, match=r"no results for analysis 'nope'.*'later', 'times'"):
+        find_results(tmp_path, analyses=["nope"])
+
+
+def test_export_writes_estimates_draws_and_netcdf(tmp_path):
+    phi, post = _write(tmp_path)
+    paths = export_analysis("times", results=tmp_path, out=tmp_path / "out")
+    assert [p.name for p in paths] == ["estimates.csv", "draws.csv", "posterior.nc"]
+    with open(paths[0]) as f:
+        rows = {r["parameter"]: r for r in csv.DictReader(f)}
+    assert float(rows["coal"]["estimate"]) == 1.02
+    assert float(rows["coal"]["q0.975"]) == post["parameters"]["coal"]["quantiles"]["0.975"]
+    assert rows["mig"]["fixed"] == "True"
+    draws = np.loadtxt(paths[1], delimiter=",", skiprows=1)
+    assert draws.shape == (1000,)
+    np.testing.assert_allclose(np.sort(draws), np.sort(np.exp(phi).ravel()), rtol=1e-15)
+    import arviz
+
+    idata = arviz.from_netcdf(paths[2])
+    assert float(idata.posterior["coal"].mean()) == pytest.approx(np.exp(phi).mean(), rel=1e-12)
+
+
+def test_cli_summary_and_export(tmp_path, capsys):
+    _write(tmp_path)
+    assert main(["summary", "--results", str(tmp_path)]) == 0
+    assert "times: NLSQ converged" in capsys.readouterr().out
+    assert main(["export", "times", "--results", str(tmp_path)]) == 0
+    assert (tmp_path / "times" / "export" / "posterior.nc").is_file()
+    assert main(["summary", "missing", "--results", str(tmp_path)]) == 2
+    assert "no results for analysis 'missing'" in capsys.readouterr().err
