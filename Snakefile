@@ -3,9 +3,13 @@
 # input, params and resources functions they call.
 
 
+from phasemake.configcheck import check_config_file
+
 # The shipped config/config.yaml is the default: it is read only when no --configfile is
-# given, so an own config runs alone (not merged into the shipped models and analyses).
+# given, so an own config runs alone (not merged into the shipped models and analyses). Its
+# size is checked first: Snakemake's merge would hang on a YAML alias bomb.
 if not workflow.overwrite_configfiles:
+    check_config_file("config/config.yaml")
 
     configfile: "config/config.yaml"
 
