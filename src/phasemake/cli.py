@@ -10,6 +10,7 @@ Examples
     phasemake cache stats --cache cache
     phasemake cache verify --cache cache --remove-invalid
     phasemake cache clear --cache cache [--spec SPEC ...]
+    phasemake check [--configfile my.yaml] [--workflow path/to/phasemake]
     phasemake summary [ANALYSIS ...] [--results results]
     phasemake export ANALYSIS [--out DIR]
 """
@@ -117,6 +118,29 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    import os
+
+    from phasemake.configcheck import check_config_path
+
+    schema = os.path.join(args.workflow, "config", "config.schema.yaml")
+    path = args.configfile or os.path.join(args.workflow, "config", "config.yaml")
+    start = time.perf_counter()
+    config, models = check_config_path(path, schema_path=schema)
+    for name, m in models.items():
+        print(f"model {name}: {m.callback} {m.params} -> spec {m.spec}")
+    for name, a in config["analyses"].items():
+        data = a["data"]
+        source = data["file"] if "file" in data else "simulated"
+        cmc = "posterior" if a["cmc"]["enabled"] else "no posterior"
+        print(
+            f"analysis {name}: {a['observations']} of model {a['model']} from {source}, "
+            f"{a['chunks']} chunk(s), {cmc}"
+        )
+    print(f"{path}: OK ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from phasemake.report.summary import find_results, summary_text
 
@@ -172,6 +196,17 @@ def _parser() -> argparse.ArgumentParser:
         "--spec", action="append", default=[], help="clear: only these specs (repeatable)"
     )
     p_cache.set_defaults(func=_cmd_cache)
+
+    p_check = sub.add_parser(
+        "check", help="run the workflow's parse-time checks of a config, in seconds"
+    )
+    p_check.add_argument(
+        "--configfile", default=None, help="the config (default: WORKFLOW/config/config.yaml)"
+    )
+    p_check.add_argument(
+        "--workflow", default=".", help="the workflow folder, for its config schema"
+    )
+    p_check.set_defaults(func=_cmd_check)
 
     p_summary = sub.add_parser(
         "summary", help="estimates, intervals and status of the analyses, as a table"

@@ -9,6 +9,7 @@ the schema is never printed.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import os
@@ -322,3 +323,59 @@ def check_model_params(name: str, model: Model, params: dict[str, Any]) -> None:
             f"config {culprit}: the initial distribution of model {model.name!r} cannot be "
             f"computed from it ({type(err).__name__}: {err}); fix the value in {where}"
         ) from err
+
+
+def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the schema's defaults, as Snakemake's ``validate()`` does (in place; returns
+    ``config``), so checks outside the workflow see the config the workflow sees.
+
+    Examples
+    --------
+    >>> schema = {"type": "object", "properties": {"cache": {"default": "cache"}}}
+    >>> fill_defaults({}, schema)
+    {'cache': 'cache'}
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, schema_):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from properties(validator, props, instance, schema_)
+
+    filling = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    for _ in filling(schema).iter_errors(config):
+        pass  # errors were reported by check_schema; here only the defaults matter
+    return config
+
+
+def check_config_path(
+    path: str | os.PathLike[str], *, schema_path: str | os.PathLike[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every parse-time check of the workflow, outside it (``phasemake check``): the file's
+    size, the schema, the models (callbacks, spec hashes, construction params) and the
+    analyses against the models and their data. Returns the config with its defaults and
+    the resolved models (:class:`phasemake.workflow.ModelSpec` by name).
+
+    Raises
+    ------
+    PhasemakeError
+        The first problem, with the message the workflow would print.
+    """
+    import yaml
+
+    from phasemake.workflow import check_analyses, resolve_chunks, resolve_model_specs
+
+    check_config_file(path)
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    check_config(config, schema_path)
+    with open(schema_path, encoding="utf-8") as f:
+        fill_defaults(config, yaml.safe_load(f))
+    models = resolve_model_specs(config["models"])
+    check_analyses(config["analyses"], models)
+    resolve_chunks(config["analyses"])
+    return config, models

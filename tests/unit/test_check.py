@@ -1,0 +1,50 @@
+"""`phasemake check`: the workflow's parse-time checks, outside the workflow."""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from phasemake.cli import main
+from phasemake.configcheck import fill_defaults
+from phasemake.workflow import resolve_model_specs
+from tests.conftest import REPO
+
+SCHEMA_PATH = REPO / "config" / "config.schema.yaml"
+
+
+def test_defaults_are_those_snakemake_fills_in():
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    ours = fill_defaults(copy.deepcopy(config), yaml.safe_load(SCHEMA_PATH.read_text()))
+    theirs = copy.deepcopy(config)
+    validate(theirs, str(SCHEMA_PATH))
+    assert ours == theirs
+    assert ours["analyses"]["sfs_windows"]["cmc"]["chains"] == 2  # a nested default
+
+
+def test_check_lists_models_with_the_workflows_specs(capsys):
+    assert main(["check", "--workflow", str(REPO)]) == 0
+    out = capsys.readouterr().out
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for name, m in resolve_model_specs(config["models"]).items():
+        assert f"model {name}: {m.callback}" in out and m.spec in out
+    assert "analysis two_deme_times: absorption_times of model two_deme" in out
+    assert out.rstrip().endswith("s)") and ": OK (" in out
+
+
+def test_check_names_the_key_and_the_fix(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "models:\n  k: {callback: 'phasemake.models:kingman', params: {N: 5}}\n"
+        "analyses:\n  a: {model: k, observations: absorption_times, "
+        "data: {simulate: {theta: {coal: 1.0}, seed: 1}}}\n"
+    )
+    assert main(["check", "--workflow", str(REPO), "--configfile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "models.k.params: unknown param 'N'" in err and "which takes n" in err
+    bad.write_text(bad.read_text().replace("analyses:", "analyzes:").replace("N: 5", "n: 5"))
+    assert main(["check", "--workflow", str(REPO), "--configfile", str(bad)]) == 2
+    assert "did you mean 'analyses'" in capsys.readouterr().err
