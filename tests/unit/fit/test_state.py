@@ -1,0 +1,74 @@
+"""Issue 13 (7): the parse-time walk of the NLSQ passes redoes a pass whose chunk or state
+file is missing or corrupt (and every later pass); a dry run only reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from phasemake.core.artefact import write_artefact
+from phasemake.fit.state import CHUNK_KIND, CHUNK_VERSION, check_passes, write_state
+
+
+def _passes(folder, n=3, chunks=2):
+    """Passes 0..n-1 (the last one stopped) and a fit.json, consistent with each other."""
+    point = np.array([0.5, 1.0])
+    for step in range(n):
+        for c in range(chunks):
+            write_artefact(
+                folder / f"pass{step}" / f"chunk{c}.h5",
+                kind=CHUNK_KIND,
+                version=CHUNK_VERSION,
+                arrays={"jtj": np.eye(2), "jtr": np.ones(2), "phi": point},
+                meta={"data": "sha256:d", "chunk": c},
+            )
+        point = point + 0.25
+        status = "running" if step < n - 1 else "converged"
+        state = {"data": "sha256:d", "next": point.tolist(), "status": status}
+        write_state(folder / f"pass{step}" / "state.json", state)
+    (folder / "fit.json").write_text("{}")
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_complete_passes_are_left_alone(tmp_path):
+    files = _passes(tmp_path)
+    assert check_passes(tmp_path, chunks=2) == []
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt", "state"])
+def test_a_damaged_pass_is_redone_with_every_later_pass(tmp_path, damage):
+    files = _passes(tmp_path)
+    target = tmp_path / "pass1" / ("state.json" if damage == "state" else "chunk0.h5")
+    if damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:-20])
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    (dry,) = check_passes(tmp_path, chunks=2, dry_run=True)
+    assert "NLSQ pass 1" in dry and "dry run: nothing removed" in dry
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before
+    (message,) = check_passes(tmp_path, chunks=2)
+    assert "NLSQ pass 1" in message and "redone" in message
+    left = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    kept = [p for p in files if p.parent.name == "pass0"]
+    if damage == "state":  # the valid chunks of pass 1 are kept
+        kept += [tmp_path / "pass1/chunk0.h5", tmp_path / "pass1/chunk1.h5"]
+    else:
+        kept += [tmp_path / "pass1/chunk1.h5"]
+    assert left == sorted(kept)
+    assert check_passes(tmp_path, chunks=2) == []  # now a pass in progress: resumed
+
+
+def test_a_chunk_of_other_data_is_not_used(tmp_path):
+    _passes(tmp_path)
+    write_artefact(
+        tmp_path / "pass2" / "chunk1.h5",
+        kind=CHUNK_KIND,
+        version=CHUNK_VERSION,
+        arrays={"jtj": np.eye(2), "jtr": np.ones(2), "phi": np.array([1.0, 1.5])},
+        meta={"data": "sha256:other", "chunk": 1},
+    )
+    (message,) = check_passes(tmp_path, chunks=2)
+    assert "NLSQ pass 2" in message and "sha256:other" in message
+    assert not (tmp_path / "pass2/state.json").exists() and not (tmp_path / "fit.json").exists()
