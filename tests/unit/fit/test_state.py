@@ -72,3 +72,27 @@ def test_a_chunk_of_other_data_is_not_used(tmp_path):
     (message,) = check_passes(tmp_path, chunks=2)
     assert "NLSQ pass 2" in message and "sha256:other" in message
     assert not (tmp_path / "pass2/state.json").exists() and not (tmp_path / "fit.json").exists()
+
+
+def test_a_chunk_job_refuses_observations_of_other_data(tmp_path):
+    from phasemake import ArtefactError, build_graph
+    from phasemake.data.observations import (
+        read_header,
+        simulate_absorption_times,
+        write_observations,
+    )
+    from phasemake.fit.analysis import check_observations
+    from phasemake.models import kingman
+
+    data = {"simulate": {"theta": {"coal": 1.0}, "size": 50, "seed": 3}}
+    obs = simulate_absorption_times(build_graph(kingman, n=4), np.array([1.0]), size=50, seed=3)
+    path = tmp_path / "observations.h5"
+    meta = write_observations(obs, path, provenance={"analysis": "a", "data": data})
+    meta = read_header(path)
+    check_observations(path, meta, data=data)  # what the config asks for: fine
+    other = {"simulate": {**data["simulate"], "seed": 4}}
+    with pytest.raises(ArtefactError, match=r"observations.h5 was made from data .*'seed': 3"):
+        check_observations(path, meta, data=other)
+    write_state(tmp_path / "pass0/state.json", {"data": "sha256:else", "next": [1.0]})
+    with pytest.raises(ArtefactError, match=r"but .*pass0/state\.json was computed on data"):
+        check_observations(path, meta, previous_state=tmp_path / "pass0/state.json")
