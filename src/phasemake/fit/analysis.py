@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # JAX is imported on first use: the reducer job does without 
 __all__ = [
     "accumulate_chunk",
     "check_observations",
+    "discard_foreign_observations",
     "enable_compilation_cache",
     "model_for",
     "model_from_files",
@@ -161,6 +162,32 @@ def check_observations(
                 f"on data {fitted}; delete {os.path.dirname(os.fspath(previous_state))} "
                 "and the later passes so the fit is redone"
             )
+
+
+def discard_foreign_observations(
+    path: str | os.PathLike[str], data: dict[str, Any], *, dry_run: bool = False
+) -> list[str]:
+    """Parse time: remove the observations file ``path`` if it is corrupt or was not made
+    from the configured ``data`` (see :func:`check_observations`), so that Snakemake
+    rebuilds it; a dry run only reports. Returns one message per problem.
+
+    Examples
+    --------
+    >>> discard_foreign_observations("no/such/observations.h5", {})
+    []
+    """
+    from phasemake.core.errors import ArtefactError
+
+    if not os.path.exists(path):
+        return []
+    try:
+        check_observations(path, read_header(path), data=data)
+    except ArtefactError as err:
+        if dry_run:
+            return [f"{err} (dry run: not removed; a real run removes it)"]
+        os.unlink(path)
+        return [f"{err}; removed it so it is rebuilt"]
+    return []
 
 
 def _phi(model: ObservationModel, previous_state: str | None) -> np.ndarray:

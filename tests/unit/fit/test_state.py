@@ -96,3 +96,21 @@ def test_a_chunk_job_refuses_observations_of_other_data(tmp_path):
     write_state(tmp_path / "pass0/state.json", {"data": "sha256:else", "next": [1.0]})
     with pytest.raises(ArtefactError, match=r"but .*pass0/state\.json was computed on data"):
         check_observations(path, meta, previous_state=tmp_path / "pass0/state.json")
+
+
+def test_observations_of_other_data_are_removed_at_parse_time(tmp_path):
+    from phasemake import build_graph
+    from phasemake.data.observations import simulate_absorption_times, write_observations
+    from phasemake.fit.analysis import discard_foreign_observations
+    from phasemake.models import kingman
+
+    data = {"simulate": {"theta": {"coal": 1.0}, "size": 20, "seed": 3}}
+    obs = simulate_absorption_times(build_graph(kingman, n=4), np.array([1.0]), size=20, seed=3)
+    path = tmp_path / "observations.h5"
+    write_observations(obs, path, provenance={"analysis": "a", "data": data})
+    assert discard_foreign_observations(path, data) == []
+    other = {"simulate": {**data["simulate"], "size": 30}}
+    (dry,) = discard_foreign_observations(path, other, dry_run=True)
+    assert "was made from data" in dry and "dry run: not removed" in dry and path.exists()
+    (real,) = discard_foreign_observations(path, other)
+    assert "removed it so it is rebuilt" in real and not path.exists()
