@@ -11,6 +11,7 @@ from phasemake.workflow import (
     check_analyses,
     discard_invalid_artefacts,
     remember_artefacts,
+    reporting_only,
     resolve_chunks,
     resolve_model_specs,
 )
@@ -36,19 +37,30 @@ check_analyses(ANALYSES, MODELS)
 # chunks: auto -> a number, from the size of the data; and the analyses with one small chunk
 SMALL_CHUNK = resolve_chunks(ANALYSES)
 
+# `snakemake -n` (and --summary, --lint, ...) must change nothing: it only reports what a
+# real run removes and rebuilds (Snakemake 9 sets workflow.dryrun only after the parse).
+DRY_RUN = reporting_only()
+
+# A corrupt, truncated or foreign cache file (a valid file of another spec or unit at this
+# path) is removed here, before Snakemake looks at the files, so that it is rebuilt.
 if workflow.is_main_process:
-    for _problem in discard_invalid_artefacts(CACHE, list(SPEC_MODELS)):
+    for _problem in discard_invalid_artefacts(
+        CACHE, list(SPEC_MODELS), dry_run=DRY_RUN
+    ):
         logging.getLogger("phasemake").warning("phasemake: %s", _problem)
 
 
-# The graphs and units this run wrote are valid: recorded as verified (by size, mtime and
-# inode), the next parse does not read them again (a dry run with 500 units stays fast).
+# The graphs, traces and units this run wrote are valid: recorded as verified (by size,
+# mtime, inode and ctime), the next parse does not read them again (a dry run with 500
+# units stays fast). A dry run verified nothing it did not read, so it records nothing.
 onsuccess:
-    remember_artefacts(CACHE, list(SPEC_MODELS))
+    if not DRY_RUN:
+        remember_artefacts(CACHE, list(SPEC_MODELS))
 
 
 onerror:
-    remember_artefacts(CACHE, list(SPEC_MODELS))
+    if not DRY_RUN:
+        remember_artefacts(CACHE, list(SPEC_MODELS))
 
 
 wildcard_constraints:

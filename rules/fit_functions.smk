@@ -1,6 +1,7 @@
 # Input, params and resources functions of rules/fit.smk (Snakemake's linter keeps
 # functions and rules in separate files).
-from phasemake.fit.state import read_state
+from phasemake.fit.analysis import discard_foreign_observations
+from phasemake.fit.state import check_passes, read_state
 
 
 def _any_of(names):
@@ -31,6 +32,23 @@ def chunk_runtime(wildcards, attempt):
     """A chunk job: 10 min plus 1 min per 10 MB of its share of the observations."""
     share = _observations_mb(wildcards) / ANALYSES[wildcards.analysis]["chunks"]
     return int((10 + share / 10) * attempt)
+
+
+# Observations that are corrupt or not made from the configured data are rebuilt; a pass
+# whose chunk or state file went missing or bad (deleted as an error said) is redone, with
+# every later pass, before Snakemake walks the passes (a dry run only reports).
+if workflow.is_main_process:
+    for _name in ANALYSES:
+        for _problem in discard_foreign_observations(
+            f"results/{_name}/data/observations.h5",
+            ANALYSES[_name]["data"],
+            dry_run=DRY_RUN,
+        ):
+            logging.getLogger("phasemake").warning("phasemake: %s", _problem)
+        for _problem in check_passes(
+            f"results/{_name}/nlsq", ANALYSES[_name]["chunks"], dry_run=DRY_RUN
+        ):
+            logging.getLogger("phasemake").warning("phasemake: %s", _problem)
 
 
 # -- analyses ----------------------------------------------------------------------------------

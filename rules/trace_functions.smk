@@ -2,7 +2,7 @@
 # functions and rules in separate files).
 import functools
 
-from phasemake import claim_path, read_claim, read_plan
+from phasemake import ArtefactError, claim_path, read_claim, read_plan
 
 
 def trace_files():
@@ -16,8 +16,10 @@ def unit_files():
     files = []
     for spec in SPEC_MODELS:
         plan = f"{CACHE}/traces/{spec}/plan.json"
-        if os.path.exists(plan):
+        try:
             files += [f"{CACHE}/traces/units/{u.key}.h5" for u in read_plan(plan)[0]]
+        except ArtefactError:  # missing; or invalid in a dry run (a real run re-plans)
+            pass
     return sorted(set(files))
 
 
@@ -66,10 +68,16 @@ def unit_plan_entry(wildcards):
 def stitch_inputs(wildcards):
     """Graph, plan and every unit file of a spec (after its plan checkpoint)."""
     plan = checkpoints.plan_trace.get(spec=wildcards.spec).output.plan
+    try:
+        units = read_plan(plan)[0]
+    except ArtefactError:
+        if not DRY_RUN:  # a real run removed an invalid plan at parse time
+            raise
+        units = []  # reported at parse time; the real run re-plans
     return {
         "graph": f"{CACHE}/graphs/{wildcards.spec}.h5",
         "plan": plan,
-        "units": [f"{CACHE}/traces/units/{u.key}.h5" for u in read_plan(plan)[0]],
+        "units": [f"{CACHE}/traces/units/{u.key}.h5" for u in units],
     }
 
 

@@ -24,6 +24,7 @@ with job_log(snakemake.log[0], "accumulate_chunk") as log:
         chunk=int(snakemake.wildcards.chunk),
         chunks=snakemake.params.chunks,
         previous_state=snakemake.input.get("previous"),
+        data=snakemake.params.analysis["data"],
     )
     log.info(
         "chunk %s of pass %s: chi2 %.10g over %g rows; imports %.2f s",

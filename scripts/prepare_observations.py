@@ -19,7 +19,9 @@ with job_log(snakemake.log[0], "prepare_observations") as log:
     clock = JobClock(start)
     analysis = snakemake.params.analysis
     graph = read_graph(snakemake.input.graph)
-    trace = load_trace(snakemake.input.trace)
+    trace = load_trace(  # the graph's own trace, else a clear error
+        snakemake.input.trace, spec=graph.provenance.get("spec"), parameters=graph.parameters
+    )
     obs = prepare_observations(analysis, graph, trace)
     meta = write_observations(
         obs,

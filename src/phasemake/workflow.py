@@ -25,6 +25,7 @@ __all__ = [
     "data_rows",
     "discard_invalid_artefacts",
     "remember_artefacts",
+    "reporting_only",
     "resolve_chunks",
     "resolve_model_specs",
 ]
@@ -109,12 +110,65 @@ VERIFIED = "verified.json"
 SETTLE_SECONDS = 2.0
 
 
+#: Snakemake command-line options (``args`` attributes) under which the workflow is parsed
+#: but no job runs: the parse must then change no file, only report.
+_NO_JOB_OPTIONS = (
+    "dryrun",
+    "lint",
+    "summary",
+    "detailed_summary",
+    "list_rules",
+    "list_target_rules",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "unlock",
+    "cleanup_metadata",
+    "list_changes",
+    "list_untracked",
+    "report",
+    "archive",
+    "containerize",
+    "generate_unit_tests",
+)
+
+
+def reporting_only() -> bool:
+    """Whether this process parses the Snakefile for ``snakemake -n`` (or ``--summary``,
+    ``--lint``, ``--dag`` and other options that run no job): then the parse-time checks
+    report problems and delete nothing.
+
+    Snakemake 9 tells the executor (``workflow.dryrun``) only after the Snakefile is
+    parsed, so this reads the options its command line parsed (the ``args`` of
+    ``snakemake.cli.args_to_api``, profiles included) from the call stack, without
+    importing snakemake. Called from the Python API instead, it answers ``False``.
+
+    Examples
+    --------
+    >>> reporting_only()
+    False
+    """
+    import inspect
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api":
+            args = frame.f_locals.get("args")
+            return any(getattr(args, name, None) for name in _NO_JOB_OPTIONS)
+        frame = frame.f_back
+    return False
+
+
 def _stamp(path: Path) -> list[int] | None:
+    """Size, modification time, inode and status-change time: ``os.utime`` can restore a
+    modification time, but any write or ``utime`` since a file was verified moves its
+    ctime, so a file changed in place is read again."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def _read_memo(cache: Path) -> dict[str, list[int]]:
@@ -134,33 +188,57 @@ def _write_memo(cache: Path, memo: dict[str, list[int]]) -> None:
 
 
 def _artefacts(graphs: GraphCache, specs: list[str]) -> Iterator[tuple[str, Path, str | None]]:
-    """``(kind, path, None)`` of each graph and unit file of ``specs``, and ``("plan",
-    path, why)`` for each plan that cannot be read."""
+    """``(kind, path, None)`` of each graph, stitched trace and unit file of ``specs``, and
+    ``("plan", path, why)`` for each plan (``why`` is ``None`` if it is valid, else why
+    not: a plan that cannot be read, or of another spec, is re-planned)."""
     from phasemake.trace.files import read_plan
 
     for spec in specs:
         yield "graph", graphs.graph_path(spec), None
+        yield "trace", graphs.trace_dir / f"{spec}.h5", None
         plan = graphs.plan_path(spec)
         if not plan.exists():
             continue
         try:
-            units, _ = read_plan(plan)
-        except ArtefactError as err:  # a broken plan is re-planned
+            units, _ = read_plan(plan, spec=spec)
+        except ArtefactError as err:
             yield "plan", plan, str(err)
             continue
+        yield "plan", plan, None
         for unit in units:
             yield "unit", graphs.unit_path(unit.key), None
 
 
-def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -> list[str]:
-    """Verify the cached graphs and trace units of ``specs``; delete invalid ones.
+def _verify(kind: str, path: Path, spec: str) -> None:
+    """Read ``path`` as an artefact of ``kind`` for ``spec``; raise ArtefactError if it is
+    corrupt, truncated, foreign or of another spec (or unit key)."""
+    from phasemake.trace.files import read_trace_artefact, read_unit
 
-    Called at parse time so that Snakemake sees a corrupt, truncated or foreign file as
-    missing and recomputes it (and everything downstream). Returns one message per file
-    removed. A file already verified (or recorded by :func:`remember_artefacts` after the
-    run that wrote it) with the same size, modification time and inode is not read again:
-    the memo ``{cache}/verified.json`` keeps a dry run of a workflow with hundreds of units
-    fast. ``phasemake cache verify`` reads everything.
+    if kind == "graph":
+        read_graph(path, spec=spec)
+    elif kind == "trace":
+        read_trace_artefact(path, spec=spec)
+    else:
+        read_unit(path)
+
+
+_VERB = {"graph": "rebuilt", "trace": "re-stitched", "unit": "recomputed", "plan": "re-planned"}
+
+
+def discard_invalid_artefacts(
+    cache: str | os.PathLike[str], specs: list[str], *, dry_run: bool = False
+) -> list[str]:
+    """Verify the cached graphs, plans, stitched traces and trace units of ``specs``;
+    delete invalid ones (report them only when ``dry_run``).
+
+    Called at parse time so that Snakemake sees a corrupt, truncated or foreign file (a
+    valid file of another spec or unit key at this path) as missing and recomputes it (and
+    everything downstream). A dry run (``snakemake -n``) changes nothing: it only reports
+    (the real run then removes and rebuilds). Returns one message per invalid file. A file
+    already verified (or recorded by :func:`remember_artefacts` after the run that wrote
+    it) with the same size, modification time, inode and ctime is not read again: the memo
+    ``{cache}/verified.json`` keeps a dry run of a workflow with hundreds of units fast.
+    ``phasemake cache verify`` reads everything.
 
     Examples
     --------
@@ -168,40 +246,42 @@ def discard_invalid_artefacts(cache: str | os.PathLike[str], specs: list[str]) -
     >>> discard_invalid_artefacts(tempfile.mkdtemp(), ["0" * 32])
     []
     """
-    from phasemake.trace.files import read_unit
-
     root = Path(cache)
     graphs = GraphCache(root)
     memo = _read_memo(root)
     changed, messages, now = False, [], time.time()
-    for kind, path, problem in _artefacts(graphs, specs):
-        if kind == "plan":
+    for spec in specs:
+        for kind, path, problem in _artefacts(graphs, [spec]):
+            stamp, key = _stamp(path), str(path.relative_to(root))
+            if problem is None and kind != "plan":
+                if stamp is None or memo.get(key) == stamp:
+                    continue
+                try:
+                    _verify(kind, path, spec)
+                except ArtefactError as err:
+                    problem = str(err)
+                else:
+                    if now - stamp[1] / 1e9 > SETTLE_SECONDS and not dry_run:
+                        memo[key] = stamp
+                        changed = True
+                    continue
+            if problem is None:
+                continue
+            if dry_run:
+                messages.append(f"{problem} (dry run: not removed; a real run removes it)")
+                continue
             path.unlink(missing_ok=True)
-            messages.append(f"{problem}; removed it so it is re-planned")
-            continue
-        stamp, key = _stamp(path), str(path.relative_to(root))
-        if stamp is None or memo.get(key) == stamp:
-            continue
-        try:
-            read_graph(path) if kind == "graph" else read_unit(path)
-        except ArtefactError as err:
-            path.unlink(missing_ok=True)
-            memo.pop(key, None)
-            verb = "rebuilt" if kind == "graph" else "recomputed"
-            messages.append(f"{err}; removed it so it is {verb}")
-        else:
-            if now - stamp[1] / 1e9 > SETTLE_SECONDS:
-                memo[key] = stamp
-        changed = True
+            changed |= memo.pop(key, None) is not None
+            messages.append(f"{problem}; removed it so it is {_VERB[kind]}")
     if changed:
         _write_memo(root, memo)
     return messages
 
 
 def remember_artefacts(cache: str | os.PathLike[str], specs: list[str]) -> int:
-    """Record the graph and unit files of ``specs`` as verified without reading them (at
-    the end of a run: each was either verified at parse time or written by a job of the
-    run). Returns how many were recorded."""
+    """Record the graph, trace and unit files of ``specs`` as verified without reading them
+    (at the end of a run: each was either verified at parse time or written by a job of
+    the run). Returns how many were recorded."""
     root = Path(cache)
     memo = _read_memo(root)
     count = 0

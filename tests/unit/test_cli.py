@@ -78,3 +78,35 @@ def test_cache_commands_cover_traces(tmp_path, capsys):
     assert main(["cache", "verify", "--cache", str(cache.root)]) == 1
     assert main(["cache", "clear", "--cache", str(cache.root)]) == 0
     assert not unit_path.exists() and not cache.graph_dir.exists()
+
+
+@pytest.mark.parametrize("spec", ["../../victim", "", "../graphs"])
+def test_cache_clear_refuses_a_spec_that_is_not_a_hash(tmp_path, capsys, spec):
+    root = tmp_path / "a" / "cache"
+    assert main(["build", "phasemake.models:kingman", "--param", "n=4", "--cache", str(root)]) == 0
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "data.txt").write_text("keep")
+    before = sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["cache", "clear", "--cache", str(root), "--spec", spec]) == 2
+    err = capsys.readouterr().err
+    assert f"--spec {spec!r} is not a spec hash; expected exactly 32 hex digits" in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_cache_verify_reports_a_graph_of_another_spec(tmp_path, capsys):
+    import shutil
+
+    from phasemake.models import kingman
+
+    cache = str(tmp_path / "c")
+    for n in (4, 5):
+        main(["build", "phasemake.models:kingman", "--param", f"n={n}", "--cache", cache])
+    four, five = spec_hash(kingman, n=4), spec_hash(kingman, n=5)
+    shutil.copy(tmp_path / "c/graphs" / f"{five}.h5", tmp_path / "c/graphs" / f"{four}.h5")
+    capsys.readouterr()
+    assert main(["cache", "verify", "--cache", cache]) == 1
+    out = capsys.readouterr().out
+    assert f"holds the graph of spec {five}, but spec {four} was expected" in out
+    assert main(["cache", "verify", "--cache", cache, "--remove-invalid"]) == 0
+    assert not (tmp_path / "c/graphs" / f"{four}.h5").exists()

@@ -171,3 +171,82 @@ def test_auto_chunks_follow_the_size_of_the_data(tmp_path):
     small = resolve_chunks(shipped)
     assert all(a["chunks"] == 1 for a in shipped.values())  # small data: one chunk a pass
     assert small == set(shipped)
+
+
+def _age(path, seconds=60):
+    import os
+
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 10**9))
+
+
+def test_foreign_graph_trace_and_plan_are_removed_or_only_reported_in_a_dry_run(tmp_path):
+    import shutil
+
+    from phasemake import GraphCache, spec_hash
+    from phasemake.models import kingman
+    from phasemake.trace.files import write_trace
+    from phasemake.workflow import discard_invalid_artefacts
+
+    spec, graph, _ = _cache_with_unit(tmp_path)
+    cache = GraphCache(tmp_path)
+    other = cache.load_or_build(kingman, n=7)
+    eight = spec_hash(kingman, n=7)
+    meta = {"parameters": ["coal"], "provenance": {"spec": eight}}
+    write_trace({"x": other.states}, meta, cache.trace_dir / f"{eight}.h5")
+    shutil.copy(cache.trace_dir / f"{eight}.h5", cache.trace_dir / f"{spec}.h5")
+    shutil.copy(cache.graph_path(eight), graph)
+    plan = cache.plan_path(spec)
+    plan.write_text(plan.read_text().replace(spec, eight))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    dry = discard_invalid_artefacts(tmp_path, [spec], dry_run=True)
+    assert len(dry) == 3 and all("dry run: not removed" in m for m in dry)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    real = discard_invalid_artefacts(tmp_path, [spec])
+    assert [m.split("; removed it so it is ")[1] for m in real] == [
+        "rebuilt",
+        "re-stitched",
+        "re-planned",
+    ]
+    assert all(f"of spec {eight}" in m for m in real)
+    assert not graph.exists() and not plan.exists()
+    assert not (cache.trace_dir / f"{spec}.h5").exists()
+    assert cache.graph_path(eight).exists() and (cache.trace_dir / f"{eight}.h5").exists()
+
+
+def test_bit_rot_that_keeps_size_mtime_and_inode_is_still_found(tmp_path):
+    import os
+
+    import h5py
+
+    from phasemake.workflow import discard_invalid_artefacts, remember_artefacts
+
+    spec, graph, unit = _cache_with_unit(tmp_path)
+    assert remember_artefacts(tmp_path, [spec]) == 2
+    stat = unit.stat()
+    with h5py.File(unit, "r+") as f:  # flip a value inside a dataset, same size
+        f["edge_coef"][...] = f["edge_coef"][()] + 1.0
+    os.utime(unit, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and restore the mtime
+    now = unit.stat()
+    assert (now.st_size, now.st_mtime_ns, now.st_ino) == (
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ino,
+    )
+    (problem,) = discard_invalid_artefacts(tmp_path, [spec])
+    assert "is corrupt" in problem and not unit.exists() and graph.exists()
+
+
+def test_reporting_only_reads_the_snakemake_options_of_the_caller():
+    import argparse
+
+    from phasemake.workflow import reporting_only
+
+    assert reporting_only() is False
+
+    def args_to_api(args):  # the name of snakemake.cli's function that parses the Snakefile
+        return reporting_only()
+
+    assert args_to_api(argparse.Namespace(dryrun=True, lint=None)) is True
+    assert args_to_api(argparse.Namespace(dryrun=False, lint="text")) is True
+    assert args_to_api(argparse.Namespace(dryrun=False, lint=None)) is False

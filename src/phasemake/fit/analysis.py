@@ -24,13 +24,15 @@ from phasemake.data.observations import (
     simulate_sfs,
 )
 from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update
-from phasemake.fit.state import Accumulator, read_state, write_state
+from phasemake.fit.state import CHUNK_KIND, Accumulator, read_state, write_state
 
 if TYPE_CHECKING:  # JAX is imported on first use: the reducer job does without it
     from phasemake.data.obsmodel import ObservationModel
 
 __all__ = [
     "accumulate_chunk",
+    "check_observations",
+    "discard_foreign_observations",
     "enable_compilation_cache",
     "model_for",
     "model_from_files",
@@ -42,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ACC_KIND, FIT_KIND = "phasemake.nlsq_chunk", "phasemake.fit"
+ACC_KIND, FIT_KIND = CHUNK_KIND, "phasemake.fit"
 VERSION = 1
 
 
@@ -83,7 +85,9 @@ def model_for(analysis: dict[str, Any], trace, states: np.ndarray) -> Observatio
 def model_from_files(
     analysis: dict[str, Any], *, trace: str | os.PathLike[str], graph: str | os.PathLike[str]
 ) -> ObservationModel:
-    """:func:`model_for` with the trace and the graph read (and verified) from their files.
+    """:func:`model_for` with the trace and the graph read (and verified) from their files:
+    each must hold the spec its cache path names, and the trace must be the graph's (same
+    spec, same parameters), else :class:`~phasemake.core.errors.ArtefactError` is raised.
 
     Examples
     --------
@@ -93,7 +97,9 @@ def model_from_files(
     from phasemake.graph.files import read_graph
     from phasemake.trace.files import load_trace
 
-    return model_for(analysis, load_trace(trace), read_graph(graph).states)
+    g = read_graph(graph)  # a cache path: must hold the spec of its name
+    spec = g.provenance.get("spec")
+    return model_for(analysis, load_trace(trace, spec=spec, parameters=g.parameters), g.states)
 
 
 def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:
@@ -124,6 +130,66 @@ def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations
     return simulate_sfs(expected, sites=sites, seed=sim["seed"])
 
 
+def check_observations(
+    path: str | os.PathLike[str],
+    meta: dict[str, Any],
+    *,
+    data: dict[str, Any] | None = None,
+    previous_state: str | os.PathLike[str] | None = None,
+) -> None:
+    """Check that the observations file ``path`` (its verified header ``meta``) holds what
+    the fit asks for: the configured ``data`` section it was made from, and the data (by
+    checksum) that the previous pass's state was computed on.
+
+    Raises
+    ------
+    phasemake.core.errors.ArtefactError
+        Naming the file, what it holds and what was expected; deleting it gets it rebuilt.
+    """
+    from phasemake.core.errors import ArtefactError
+
+    made_from = meta.get("provenance", {}).get("data")
+    if data is not None and made_from != data:
+        raise ArtefactError(
+            f"{path} was made from data {made_from}, but the config's data is {data}; "
+            "delete it so it is rebuilt"
+        )
+    if previous_state is not None:
+        fitted = read_state(previous_state).get("data")
+        if fitted != meta["checksum"]:
+            raise ArtefactError(
+                f"{path} holds data {meta['checksum']}, but {previous_state} was computed "
+                f"on data {fitted}; delete {os.path.dirname(os.fspath(previous_state))} "
+                "and the later passes so the fit is redone"
+            )
+
+
+def discard_foreign_observations(
+    path: str | os.PathLike[str], data: dict[str, Any], *, dry_run: bool = False
+) -> list[str]:
+    """Parse time: remove the observations file ``path`` if it is corrupt or was not made
+    from the configured ``data`` (see :func:`check_observations`), so that Snakemake
+    rebuilds it; a dry run only reports. Returns one message per problem.
+
+    Examples
+    --------
+    >>> discard_foreign_observations("no/such/observations.h5", {})
+    []
+    """
+    from phasemake.core.errors import ArtefactError
+
+    if not os.path.exists(path):
+        return []
+    try:
+        check_observations(path, read_header(path), data=data)
+    except ArtefactError as err:
+        if dry_run:
+            return [f"{err} (dry run: not removed; a real run removes it)"]
+        os.unlink(path)
+        return [f"{err}; removed it so it is rebuilt"]
+    return []
+
+
 def _phi(model: ObservationModel, previous_state: str | None) -> np.ndarray:
     if previous_state is None:
         return model.par.phi0()
@@ -141,11 +207,15 @@ def accumulate_chunk(
     chunk: int,
     chunks: int,
     previous_state: str | None,
+    data: dict[str, Any] | None = None,
 ) -> Accumulator:
     """One chunk job: statistics of chunk ``chunk`` of ``chunks`` at the point the
     previous state proposed (the initial point for the first pass), streamed block by
-    block; written as a checksummed HDF5 file."""
+    block; written as a checksummed HDF5 file. The observations must be those of the
+    configured ``data`` (if given) and of the previous pass (see
+    :func:`check_observations`)."""
     meta = read_header(observations)
+    check_observations(observations, meta, data=data, previous_state=previous_state)
     phi = _phi(model, previous_state)
     budget = model.budget(phi, meta["t_max"])
     blocks = block_ranges(len(meta["block_checksums"]), chunks)[chunk]

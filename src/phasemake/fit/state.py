@@ -5,16 +5,29 @@ importing JAX, so the workflow walks the passes at parse time cheaply and the re
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from phasemake.core.artefact import read_json_artefact, write_json_artefact
 
-__all__ = ["STATE_KIND", "STATE_VERSION", "Accumulator", "read_state", "write_state"]
+__all__ = [
+    "CHUNK_KIND",
+    "CHUNK_VERSION",
+    "STATE_KIND",
+    "STATE_VERSION",
+    "Accumulator",
+    "check_passes",
+    "read_state",
+    "write_state",
+]
 
 STATE_KIND = "phasemake.nlsq_state"
 STATE_VERSION = 1
+#: Kind of the chunk files (:func:`phasemake.fit.analysis.accumulate_chunk`); version 1.
+CHUNK_KIND, CHUNK_VERSION = "phasemake.nlsq_chunk", 1
 
 
 class Accumulator(NamedTuple):
@@ -52,3 +65,98 @@ def write_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A verified NLSQ state file."""
     return read_json_artefact(path, kind=STATE_KIND, versions=(STATE_VERSION,))
+
+
+def _pass_problem(folder: Path, step: int, chunks: int, previous: dict | None) -> str | None:
+    """Why pass ``step`` under ``folder`` cannot be used (a missing or invalid chunk or
+    state file, or chunks of other data or another point), else ``None``."""
+    from phasemake.core.artefact import read_artefact
+    from phasemake.core.errors import ArtefactError
+
+    prefix = folder / f"pass{step}"
+    try:
+        state = read_state(prefix / "state.json")
+        for c in range(chunks):
+            chunk = prefix / f"chunk{c}.h5"
+            if not chunk.is_file():
+                return f"{chunk} is missing"
+            arrays, meta = read_artefact(chunk, kind=CHUNK_KIND, versions=(CHUNK_VERSION,))
+            if meta.get("data") != state.get("data"):
+                return f"{chunk} was computed on data {meta.get('data')}, not {state.get('data')}"
+            if previous is not None and not np.array_equal(arrays["phi"], previous["next"]):
+                return f"{chunk} was computed at another point than {prefix.parent} proposed"
+    except (ArtefactError, KeyError, TypeError) as err:
+        return str(err)
+    return None
+
+
+def check_passes(
+    folder: str | os.PathLike[str], chunks: int, *, dry_run: bool = False
+) -> list[str]:
+    """Walk the NLSQ passes under ``folder`` (``pass{k}/state.json`` and ``chunk{c}.h5``) at
+    parse time; from the first pass whose state or chunk file is missing or invalid while
+    a later file exists, remove that pass's state, its invalid chunks and every later pass
+    (and the ``fit.json`` made from them), so that Snakemake redoes the pass: the passes
+    are deterministic, so the redone passes and the fit are byte-identical. A dry run
+    (``dry_run``) only reports. Returns one message per problem.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_passes(tempfile.mkdtemp(), chunks=2)
+    []
+    """
+    folder = Path(folder)
+    steps = sorted(
+        int(p.name[4:]) for p in folder.glob("pass*") if p.is_dir() and p.name[4:].isdigit()
+    )
+    if not steps:
+        return []
+    previous, last = None, steps[-1]
+    for step in range(last + 1):
+        state_path = folder / f"pass{step}" / "state.json"
+        problem = _pass_problem(folder, step, chunks, previous)
+        if problem is None:
+            previous = read_state(state_path)
+            if previous.get("status") != "running":
+                return []
+            continue
+        if step == last and not state_path.exists() and not (folder / "fit.json").exists():
+            # the pass in progress (a killed run): Snakemake resumes it, from its valid chunks
+            bad = [
+                c
+                for c in sorted((folder / f"pass{step}").glob("chunk*.h5"))
+                if _chunk_problem(c, previous)
+            ]
+            if dry_run or not bad:
+                return [f"{c} is invalid (dry run: not removed)" for c in bad]
+            for c in bad:
+                c.unlink()
+            return [f"{c} is invalid; removed it so it is recomputed" for c in bad]
+        break
+    else:
+        return []
+    message = f"NLSQ pass {step} under {folder} cannot be used ({problem})"
+    if dry_run:
+        return [f"{message} (dry run: nothing removed; a real run redoes pass {step})"]
+    state_path.unlink(missing_ok=True)
+    for c in range(chunks):
+        chunk = folder / f"pass{step}" / f"chunk{c}.h5"
+        if chunk.exists() and _chunk_problem(chunk, previous):
+            chunk.unlink()
+    for later in steps:
+        if later > step:
+            shutil.rmtree(folder / f"pass{later}", ignore_errors=True)
+    (folder / "fit.json").unlink(missing_ok=True)
+    return [f"{message}; removed it and the later passes so they are redone"]
+
+
+def _chunk_problem(chunk: Path, previous: dict | None) -> bool:
+    from phasemake.core.artefact import read_artefact
+    from phasemake.core.errors import ArtefactError
+
+    try:
+        arrays, _ = read_artefact(chunk, kind=CHUNK_KIND, versions=(CHUNK_VERSION,))
+    except ArtefactError:
+        return True
+    return previous is not None and not np.array_equal(arrays["phi"], previous["next"])

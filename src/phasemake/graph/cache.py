@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import h5py
 
-from phasemake.core.errors import ArtefactError
+from phasemake.core.errors import ArtefactError, PhasemakeError
 from phasemake.graph.build import DEFAULT_MAX_STATES, Graph, build_graph
 from phasemake.graph.files import GRAPH_KIND, read_graph, write_graph
 from phasemake.graph.model import Model
@@ -20,6 +21,8 @@ from phasemake.graph.spechash import spec_hash
 __all__ = ["CacheEntry", "GraphCache"]
 
 log = logging.getLogger(__name__)
+
+_SPEC = re.compile(r"[0-9a-f]{32}")
 
 
 class CacheEntry(NamedTuple):
@@ -74,7 +77,7 @@ class GraphCache:
         path = self.graph_path(spec)
         if path.exists():
             try:
-                graph = read_graph(path)
+                graph = read_graph(path, spec=spec)
             except ArtefactError as err:
                 log.warning("%s; rebuilding", err)
             else:
@@ -91,7 +94,7 @@ class GraphCache:
         if not path.exists():
             return None
         try:
-            read_graph(path)
+            read_graph(path, spec=spec)
         except ArtefactError as err:
             path.unlink(missing_ok=True)
             return f"{err}; removed it so it is rebuilt"
@@ -130,28 +133,23 @@ class GraphCache:
         return traces, units
 
     def verify(self) -> list[tuple[Path, str | None]]:
-        """Verify every graph, trace and unit file; ``(path, None)`` if valid, else why."""
-        from phasemake.core.artefact import read_artefact
-        from phasemake.trace.files import TRACE_FORMAT_VERSION, TRACE_KIND, read_unit
+        """Verify every graph, plan, trace and unit file; ``(path, None)`` if valid, else why.
 
-        results = []
-        for path in sorted(self.graph_dir.glob("*.h5")):
-            try:
-                graph = read_graph(path)
-            except ArtefactError as err:
-                results.append((path, str(err)))
-                continue
-            spec = graph.provenance.get("spec")
-            if spec != path.stem:
-                results.append((path, f"{path} holds spec {spec}, not {path.stem}"))
-            else:
-                results.append((path, None))
-
-        def read_trace(path: Path) -> None:
-            read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+        Besides checksums and formats, each file must hold what its path names: a graph or
+        a stitched trace the spec of its file name, a plan the spec of its folder, a unit
+        the key of its file name.
+        """
+        from phasemake.trace.files import read_plan, read_trace_artefact, read_unit
 
         traces, units = self.trace_files()
-        for paths, read in ((traces, read_trace), (units, read_unit)):
+        plans = sorted(self.trace_dir.glob("*/plan.json"))
+        results = []
+        for paths, read in (
+            (sorted(self.graph_dir.glob("*.h5")), read_graph),
+            (plans, read_plan),
+            (traces, read_trace_artefact),
+            (units, read_unit),
+        ):
             for path in paths:
                 try:
                     read(path)
@@ -161,9 +159,15 @@ class GraphCache:
         return results
 
     def clear(self, specs: list[str] | None = None) -> list[Path]:
-        """Delete the given specs' graphs and traces (everything if ``None``).
+        """Delete the given specs' graphs, plans and traces (everything if ``None``).
 
         Work units are shared between graphs, so they are removed only by a full clear.
+
+        Raises
+        ------
+        PhasemakeError
+            If a spec is not 32 lowercase hex digits (``phasemake hash`` prints them): no
+            path outside the cache directory, nor a whole folder of it, is ever deleted.
         """
         if specs is None:
             traces, units = self.trace_files()
@@ -171,11 +175,27 @@ class GraphCache:
             shutil.rmtree(self.graph_dir, ignore_errors=True)
             shutil.rmtree(self.trace_dir, ignore_errors=True)
             return removed
+        for spec in specs:
+            if not isinstance(spec, str) or not _SPEC.fullmatch(spec):
+                raise PhasemakeError(
+                    f"--spec {spec!r} is not a spec hash; expected exactly 32 hex digits "
+                    "(0-9, a-f) as printed by `phasemake hash` or `phasemake cache stats`"
+                )
+        root = self.root.resolve()
         removed = []
         for spec in specs:
+            plan_dir = self.trace_dir / spec
+            for path in (self.graph_path(spec), self.trace_dir / f"{spec}.h5", plan_dir):
+                if not path.resolve().is_relative_to(root):  # a link out of the cache
+                    raise PhasemakeError(
+                        f"{path} resolves to {path.resolve()}, outside the cache {root}; "
+                        "remove it by hand"
+                    )
             for path in (self.graph_path(spec), self.trace_dir / f"{spec}.h5"):
-                if path.exists():
+                if path.is_file():
                     path.unlink()
                     removed.append(path)
-            shutil.rmtree(self.trace_dir / spec, ignore_errors=True)  # its plan
+            if plan_dir.is_dir() and not plan_dir.is_symlink():
+                removed += sorted(p for p in plan_dir.rglob("*") if p.is_file())
+                shutil.rmtree(plan_dir)  # its plan
         return removed

@@ -3,17 +3,54 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from phasemake.core.artefact import read_artefact, write_artefact
+from phasemake.core.errors import ArtefactError
 from phasemake.graph.build import Graph
 from phasemake.graph.spechash import GRAPH_FORMAT_VERSION
 
-__all__ = ["GRAPH_KIND", "read_graph", "write_graph"]
+__all__ = ["GRAPH_KIND", "check_spec", "expected_spec", "read_graph", "write_graph"]
 
 GRAPH_KIND = "phasemake.graph"
+
+_SPEC_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def expected_spec(path: str | os.PathLike[str], spec: str | None = None) -> str | None:
+    """The spec a file must hold: ``spec`` if given, else its name's stem when that is a
+    spec hash (32 hex digits: a content-addressed cache path), else ``None`` (no check).
+
+    Examples
+    --------
+    >>> expected_spec("cache/graphs/" + "ab" * 16 + ".h5") == "ab" * 16
+    True
+    >>> expected_spec("g.h5") is None
+    True
+    """
+    if spec is not None:
+        return spec
+    stem = Path(path).stem
+    return stem if _SPEC_NAME.fullmatch(stem) else None
+
+
+def check_spec(path: str | os.PathLike[str], found: Any, spec: str | None, what: str) -> None:
+    """Raise :class:`ArtefactError` unless ``found`` (the spec recorded in the file at
+    ``path``) is the spec expected of it (see :func:`expected_spec`).
+
+    A foreign but valid file copied to a cache path is treated like a corrupt one: the
+    message says what it holds, what was expected and that deleting it gets it rebuilt.
+    """
+    expected = expected_spec(path, spec)
+    if expected is not None and found != expected:
+        raise ArtefactError(
+            f"{path} holds the {what} of spec {found}, but spec {expected} was expected "
+            "(a foreign file at this cache path); delete it so it is rebuilt"
+        )
 
 
 def _smallest_int(arr: np.ndarray) -> np.ndarray:
@@ -56,15 +93,25 @@ def write_graph(graph: Graph, path: str | os.PathLike[str]) -> None:
     write_artefact(path, kind=GRAPH_KIND, version=GRAPH_FORMAT_VERSION, arrays=arrays, meta=meta)
 
 
-def read_graph(path: str | os.PathLike[str]) -> Graph:
+def read_graph(path: str | os.PathLike[str], *, spec: str | None = None) -> Graph:
     """Read and verify a graph file.
+
+    Parameters
+    ----------
+    path
+        The graph file.
+    spec
+        The spec hash the graph must have been built for; by default the file name's stem
+        when that is a spec hash (``{cache}/graphs/{spec}.h5``), else nothing is checked.
 
     Raises
     ------
     phasemake.core.errors.ArtefactError
-        If the file is missing, foreign, of another format version or corrupt.
+        If the file is missing, foreign, of another format version or corrupt, or holds the
+        graph of another spec than expected.
     """
     arrays, meta = read_artefact(path, kind=GRAPH_KIND, versions=(GRAPH_FORMAT_VERSION,))
+    check_spec(path, meta.get("provenance", {}).get("spec"), spec, "graph")
     return Graph(
         states=arrays["states"].astype(np.int64),
         edge_src=arrays["edge_src"].astype(np.int64),

@@ -13,6 +13,7 @@ import numpy as np
 from phasemake.core.artefact import atomic_path, read_artefact, write_artefact
 from phasemake.core.errors import ArtefactError
 from phasemake.graph.build import Graph
+from phasemake.graph.files import check_spec, expected_spec
 from phasemake.trace.units import (
     DEFAULT_UNIT_COST,
     UnitPlan,
@@ -35,6 +36,7 @@ __all__ = [
     "load_trace",
     "read_claim",
     "read_plan",
+    "read_trace_artefact",
     "read_unit",
     "stitch_trace_files",
     "trace_meta",
@@ -89,18 +91,53 @@ def write_trace(
     write_artefact(path, kind=TRACE_KIND, version=TRACE_FORMAT_VERSION, arrays=arrays, meta=meta)
 
 
-def load_trace(path: str | os.PathLike[str]) -> Trace:
+def load_trace(
+    path: str | os.PathLike[str],
+    *,
+    spec: str | None = None,
+    parameters: tuple[str, ...] | list[str] | None = None,
+) -> Trace:
     """Load and verify a stitched trace file.
+
+    Parameters
+    ----------
+    path
+        The trace file.
+    spec
+        The spec hash of the graph the trace must have been stitched from; by default the
+        file name's stem when that is a spec hash (``{cache}/traces/{spec}.h5``).
+    parameters
+        The model parameters the trace must have, if given.
 
     Raises
     ------
     phasemake.core.errors.ArtefactError
-        If the file is missing, foreign, of another format version or corrupt.
+        If the file is missing, foreign, of another format version or corrupt, or holds the
+        trace of another graph (spec) or other parameters than expected.
     """
     from phasemake.trace.evaluator import Trace
 
-    arrays, meta = read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+    arrays, meta = read_trace_artefact(path, spec=spec, parameters=parameters)
     return Trace(arrays, parameters=tuple(meta["parameters"]), provenance=meta["provenance"])
+
+
+def read_trace_artefact(
+    path: str | os.PathLike[str],
+    *,
+    spec: str | None = None,
+    parameters: tuple[str, ...] | list[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and meta of a stitched trace file, verified (checksum, the spec of its
+    graph, its parameters) as :func:`load_trace` does, without building a
+    :class:`~phasemake.trace.evaluator.Trace` (no JAX)."""
+    arrays, meta = read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+    check_spec(path, meta.get("provenance", {}).get("spec"), spec, "trace")
+    if parameters is not None and list(meta.get("parameters", [])) != list(parameters):
+        raise ArtefactError(
+            f"{path} is a trace with parameters {meta.get('parameters')}, but the model has "
+            f"{list(parameters)}; delete it so it is rebuilt"
+        )
+    return arrays, meta
 
 
 def write_unit(arrays: dict[str, np.ndarray], path: str | os.PathLike[str]) -> str:
@@ -186,13 +223,22 @@ def write_plan(units: list[UnitPlan], meta: dict[str, Any], path: str | os.PathL
         tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
 
 
-def read_plan(path: str | os.PathLike[str]) -> tuple[list[UnitPlan], dict[str, Any]]:
-    """Read a plan written by :func:`write_plan`."""
+def read_plan(
+    path: str | os.PathLike[str], *, spec: str | None = None
+) -> tuple[list[UnitPlan], dict[str, Any]]:
+    """Read a plan written by :func:`write_plan`.
+
+    The plan must record ``spec`` if given, else the name of its folder when that is a spec
+    hash (``{cache}/traces/{spec}/plan.json``); a plan of another graph raises
+    :class:`~phasemake.core.errors.ArtefactError`.
+    """
     try:
         payload = json.loads(Path(path).read_text())
-        if payload.get("format") != "phasemake.trace_plan":
+        if not isinstance(payload, dict) or payload.get("format") != "phasemake.trace_plan":
             raise ValueError("not a phasemake trace plan")
         units = [UnitPlan(**u) for u in payload.pop("units")]
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, AttributeError) as err:
         raise ArtefactError(f"{path} is not a valid trace plan ({err}); delete it") from None
+    expected = expected_spec(Path(path).parent, spec)  # the folder is named by the spec
+    check_spec(path, payload.get("spec"), expected, "trace plan")
     return units, payload
