@@ -11,7 +11,6 @@ from phasemake.workflow import (
     check_analyses,
     discard_invalid_artefacts,
     remember_artefacts,
-    reporting_only,
     resolve_chunks,
     resolve_model_specs,
 )
@@ -36,6 +35,49 @@ ANALYSES = config["analyses"]
 check_analyses(ANALYSES, MODELS)
 # chunks: auto -> a number, from the size of the data; and the analyses with one small chunk
 SMALL_CHUNK = resolve_chunks(ANALYSES)
+
+_NO_JOB_OPTIONS = (
+    "dryrun",
+    "lint",
+    "summary",
+    "detailed_summary",
+    "list_rules",
+    "list_target_rules",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "unlock",
+    "cleanup_metadata",
+    "list_changes",
+    "list_untracked",
+    "report",
+    "archive",
+    "containerize",
+    "generate_unit_tests",
+)
+
+
+def reporting_only() -> bool:
+    """Whether this process parses the Snakefile for ``snakemake -n`` (or ``--summary``,
+    ``--lint``, ``--dag`` and other options that run no job): then the parse-time checks
+    report problems and delete nothing.
+
+    Snakemake 9 tells the executor (``workflow.dryrun``) only after the Snakefile is
+    parsed, so this reads the options its command line parsed (the ``args`` of
+    ``snakemake.cli.args_to_api``, profiles included) from the call stack. Called from the
+    Python API instead, it answers ``False`` (a real run: invalid files are removed).
+    """
+    import inspect
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api":
+            args = frame.f_locals.get("args")
+            return any(getattr(args, name, None) for name in _NO_JOB_OPTIONS)
+        frame = frame.f_back
+    return False
+
 
 # `snakemake -n` (and --summary, --lint, ...) must change nothing: it only reports what a
 # real run removes and rebuilds (Snakemake 9 sets workflow.dryrun only after the parse).

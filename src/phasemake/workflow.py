@@ -25,7 +25,6 @@ __all__ = [
     "data_rows",
     "discard_invalid_artefacts",
     "remember_artefacts",
-    "reporting_only",
     "resolve_chunks",
     "resolve_model_specs",
 ]
@@ -112,54 +111,6 @@ SETTLE_SECONDS = 2.0
 
 #: Snakemake command-line options (``args`` attributes) under which the workflow is parsed
 #: but no job runs: the parse must then change no file, only report.
-_NO_JOB_OPTIONS = (
-    "dryrun",
-    "lint",
-    "summary",
-    "detailed_summary",
-    "list_rules",
-    "list_target_rules",
-    "dag",
-    "rulegraph",
-    "filegraph",
-    "d3dag",
-    "unlock",
-    "cleanup_metadata",
-    "list_changes",
-    "list_untracked",
-    "report",
-    "archive",
-    "containerize",
-    "generate_unit_tests",
-)
-
-
-def reporting_only() -> bool:
-    """Whether this process parses the Snakefile for ``snakemake -n`` (or ``--summary``,
-    ``--lint``, ``--dag`` and other options that run no job): then the parse-time checks
-    report problems and delete nothing.
-
-    Snakemake 9 tells the executor (``workflow.dryrun``) only after the Snakefile is
-    parsed, so this reads the options its command line parsed (the ``args`` of
-    ``snakemake.cli.args_to_api``, profiles included) from the call stack, without
-    importing snakemake. Called from the Python API instead, it answers ``False``.
-
-    Examples
-    --------
-    >>> reporting_only()
-    False
-    """
-    import inspect
-
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code.co_name == "args_to_api":
-            args = frame.f_locals.get("args")
-            return any(getattr(args, name, None) for name in _NO_JOB_OPTIONS)
-        frame = frame.f_back
-    return False
-
-
 def _stamp(path: Path) -> list[int] | None:
     """Size, modification time, inode and status-change time: ``os.utime`` can restore a
     modification time, but any write or ``utime`` since a file was verified moves its

@@ -235,18 +235,3 @@ def test_bit_rot_that_keeps_size_mtime_and_inode_is_still_found(tmp_path):
     )
     (problem,) = discard_invalid_artefacts(tmp_path, [spec])
     assert "is corrupt" in problem and not unit.exists() and graph.exists()
-
-
-def test_reporting_only_reads_the_snakemake_options_of_the_caller():
-    import argparse
-
-    from phasemake.workflow import reporting_only
-
-    assert reporting_only() is False
-
-    def args_to_api(args):  # the name of snakemake.cli's function that parses the Snakefile
-        return reporting_only()
-
-    assert args_to_api(argparse.Namespace(dryrun=True, lint=None)) is True
-    assert args_to_api(argparse.Namespace(dryrun=False, lint="text")) is True
-    assert args_to_api(argparse.Namespace(dryrun=False, lint=None)) is False
