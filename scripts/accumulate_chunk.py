@@ -14,8 +14,12 @@ snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with job_log(snakemake.log[0], "accumulate_chunk") as log:
     enable_compilation_cache(snakemake.params.compilation_cache)
     clock = JobClock(start)
-    model = model_from_files(
-        snakemake.params.analysis, trace=snakemake.input.trace, graph=snakemake.input.graph
+    previous = snakemake.input.get("previous")
+    model = model_from_files(  # the first pass starts at the data's scale
+        snakemake.params.analysis,
+        trace=snakemake.input.trace,
+        graph=snakemake.input.graph,
+        observations=None if previous else snakemake.input.observations,
     )
     acc = accumulate_chunk(
         model,
@@ -23,7 +27,7 @@ with job_log(snakemake.log[0], "accumulate_chunk") as log:
         snakemake.output.chunk,
         chunk=int(snakemake.wildcards.chunk),
         chunks=snakemake.params.chunks,
-        previous_state=snakemake.input.get("previous"),
+        previous_state=previous,
         data=snakemake.params.analysis["data"],
     )
     log.info(

@@ -44,6 +44,7 @@ __all__ = [
     "Observations",
     "block_ranges",
     "iter_blocks",
+    "observation_moments",
     "read_data_file",
     "read_observations",
     "simulate_absorption_times",
@@ -340,6 +341,26 @@ def _block_hash(obs: Observations) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def observation_moments(obs: Observations) -> dict[str, float]:
+    """The data summaries a scale-free NLSQ start needs (:mod:`phasemake.fit.start`), stored
+    in the observations file's header: the weighted mean time (``absorption_times``), or
+    the segregating sites and the sites of all windows (``sfs``).
+
+    Examples
+    --------
+    >>> times = Observations("absorption_times", {"time": np.array([1e4, 3e4])})
+    >>> observation_moments(times)
+    {'mean_time': 20000.0, 'rows': 2}
+    """
+    cols = obs.columns
+    if obs.kind == "absorption_times":
+        t = np.asarray(cols["time"], dtype=np.float64)
+        w = np.asarray(cols.get("weight", np.ones_like(t)), dtype=np.float64)
+        return {"mean_time": float(w @ t / w.sum()), "rows": len(t)}
+    counts = np.stack([cols[k] for k in cols if k.startswith("xi_")], axis=1)
+    return {"segregating": float(counts.sum()), "sites": float(np.sum(cols["sites"]))}
+
+
 def write_observations(
     obs: Observations,
     path: str | os.PathLike[str],
@@ -361,6 +382,7 @@ def write_observations(
         "block_checksums": hashes,
         "checksum": "sha256:" + hashlib.sha256("".join(hashes).encode()).hexdigest(),
         "t_max": float(obs.columns["time"].max()) if obs.kind == "absorption_times" else None,
+        "moments": observation_moments(obs),
         "provenance": provenance or {},
     }
     meta_json = json.dumps(meta, sort_keys=True)

@@ -68,26 +68,44 @@ def enable_compilation_cache(directory: str | os.PathLike[str]) -> None:
     start_counting()
 
 
-def model_for(analysis: dict[str, Any], trace, states: np.ndarray) -> ObservationModel:
-    """The observation model of a configured analysis (its ``nlsq`` initial and fixed)."""
+def model_for(
+    analysis: dict[str, Any],
+    trace,
+    states: np.ndarray,
+    *,
+    moments: dict[str, float] | None = None,
+) -> ObservationModel:
+    """The observation model of a configured analysis (its ``nlsq`` initial and fixed).
+
+    With the data's ``moments`` (the ``moments`` of an observations file's header), free
+    parameters without an ``nlsq.initial`` value start at the data's scale
+    (:mod:`phasemake.fit.start`); without, at 1.
+    """
     from phasemake.data.obsmodel import ObservationModel
+    from phasemake.fit.start import start_values
 
     nlsq = analysis.get("nlsq", {})
+    initial, fixed = dict(nlsq.get("initial", {})), nlsq.get("fixed", {})
+    if moments:
+        kind = analysis["observations"]
+        start = start_values(kind, trace, states, moments, initial=initial, fixed=fixed)
+        initial = {**start, **initial}
     return ObservationModel(
-        analysis["observations"],
-        trace,
-        states=states,
-        initial=nlsq.get("initial", {}),
-        fixed=nlsq.get("fixed", {}),
+        analysis["observations"], trace, states=states, initial=initial, fixed=fixed
     )
 
 
 def model_from_files(
-    analysis: dict[str, Any], *, trace: str | os.PathLike[str], graph: str | os.PathLike[str]
+    analysis: dict[str, Any],
+    *,
+    trace: str | os.PathLike[str],
+    graph: str | os.PathLike[str],
+    observations: str | os.PathLike[str] | None = None,
 ) -> ObservationModel:
     """:func:`model_for` with the trace and the graph read (and verified) from their files:
     each must hold the spec its cache path names, and the trace must be the graph's (same
     spec, same parameters), else :class:`~phasemake.core.errors.ArtefactError` is raised.
+    With ``observations``, the start is matched to the data's scale (see :func:`model_for`).
 
     Examples
     --------
@@ -99,7 +117,9 @@ def model_from_files(
 
     g = read_graph(graph)  # a cache path: must hold the spec of its name
     spec = g.provenance.get("spec")
-    return model_for(analysis, load_trace(trace, spec=spec, parameters=g.parameters), g.states)
+    moments = read_header(observations).get("moments") if observations is not None else None
+    tr = load_trace(trace, spec=spec, parameters=g.parameters)
+    return model_for(analysis, tr, g.states, moments=moments)
 
 
 def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:

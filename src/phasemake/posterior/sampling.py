@@ -51,10 +51,12 @@ from phasemake.data.observations import Observations  # noqa: E402
 from phasemake.data.obsmodel import ObservationModel  # noqa: E402
 
 __all__ = [
+    "ImproperPosteriorError",
     "NUTSSettings",
     "ShardPosterior",
     "ShardQualityError",
     "read_shard",
+    "runaway",
     "sample_nuts",
     "write_shard",
 ]
@@ -65,6 +67,53 @@ SHARD_KIND, SHARD_VERSION = "phasemake.shard_posterior", 1
 
 class ShardQualityError(PhasemakeError):
     """A shard's sampler failed its quality gates (divergences or R-hat)."""
+
+
+class ImproperPosteriorError(ShardQualityError):
+    """The gates failed and a parameter's draws ran off towards ±∞ on the log scale: the
+    likelihood has a plateau there, so the posterior under a flat prior is improper or
+    nearly so, and another seed or a longer warm-up cannot help (see :func:`runaway`)."""
+
+
+#: How far (in shard-scaled NLSQ standard deviations of log θ) a draw must be from the NLSQ
+#: estimate to count as running off: a Gaussian shard posterior puts ~1e-15 of its mass
+#: beyond 8 sd, a skewed but proper one (the refinement's cases) stays within ~5.
+RUNAWAY_SD = 8.0
+
+
+def runaway(
+    phi: np.ndarray, init_phi: np.ndarray, init_cov: np.ndarray, *, shards: int, names
+) -> list[str]:
+    """The parameters whose draws ``phi`` (chains × draws × p) run off towards ±∞ on the
+    log scale, each as a sentence naming the parameter, how far the draws went and a
+    prior with concrete numbers that would make the posterior proper.
+
+    Examples
+    --------
+    >>> phi = np.zeros((1, 4, 1)); phi[0, -1, 0] = 12.0   # one draw 12 sd away
+    >>> runaway(phi, np.zeros(1), np.eye(1), shards=1, names=["mig"])[0][:48]
+    'mig runs off towards +∞ on the log scale: draws '
+    """
+    sd = np.sqrt(shards * np.diag(np.asarray(init_cov)))
+    z = (np.asarray(phi) - np.asarray(init_phi)) / sd
+    found = []
+    for i, name in enumerate(names):
+        for sign, extreme in ((+1, np.max(z[..., i])), (-1, np.min(z[..., i]))):
+            if sign * extreme <= RUNAWAY_SD:
+                continue
+            far = float(np.exp(init_phi[i] + extreme * sd[i]))
+            loc = float(init_phi[i])
+            found.append(
+                f"{name} runs off towards {'+' if sign > 0 else '-'}∞ on the log scale: draws "
+                f"reach θ = {far:.3g}, {abs(extreme):.0f} shard sd from the NLSQ estimate "
+                f"{np.exp(loc):.3g}. The likelihood is flat there (a plateau, e.g. two demes "
+                "merging as migration grows), so under a flat prior the posterior is improper "
+                "and more warm-up or retries cannot help. Give it an informative prior, e.g. "
+                f"cmc.prior.{name}: {{lognormal: {{loc: {loc:.3g}, scale: 1}}}} (θ within a "
+                f"factor e of {np.exp(loc):.3g} with 68% probability), fix it "
+                f"(nlsq.fixed.{name}), or add data"
+            )
+    return found
 
 
 @dataclass(frozen=True)
@@ -353,6 +402,9 @@ def sample_nuts(
     if not np.all(np.isfinite(stack["log_density"])):
         problems.append("non-finite log density in the draws")
     if problems:
+        off = runaway(stack["phi"], init_phi, init_cov, shards=shards, names=model.par.free_names)
+        if off:
+            raise ImproperPosteriorError("; ".join(problems) + ". " + " ".join(off))
         raise ShardQualityError("; ".join(problems))
     return post
 

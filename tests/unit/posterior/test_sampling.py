@@ -166,3 +166,27 @@ def test_a_failing_gate_names_what_failed():
         _nuts(problem, 2, settings=strict)
     assert strict.for_attempt(1).target_accept == 0.8
     assert strict.for_attempt(3).target_accept == pytest.approx(0.95)
+
+
+def test_runaway_names_a_plateau_and_not_a_skewed_proper_posterior():
+    from phasemake.posterior.sampling import RUNAWAY_SD, runaway
+
+    rng = np.random.default_rng(0)
+    cov = np.diag([0.01, 0.04])  # NLSQ covariance of (log coal, log mig), full data
+    center = np.log([1.0, 0.5])
+    shards = 4  # a shard's posterior is 2x wider than the full data's
+    sd = np.sqrt(shards * np.diag(cov))
+    # proper and skewed: a gamma-shaped spread in log mig, within 5 sd
+    proper = center + sd * np.stack(
+        [rng.standard_normal((2, 500)), rng.gamma(2.0, 0.7, (2, 500)) - 1.4], axis=-1
+    )
+    assert np.max(np.abs((proper - center) / sd)) < RUNAWAY_SD
+    assert runaway(proper, center, cov, shards=shards, names=["coal", "mig"]) == []
+    # a plateau: one chain drifts upwards in log mig for its whole length
+    plateau = proper.copy()
+    plateau[1, :, 1] = center[1] + sd[1] * np.linspace(0.0, 15.0, 500)
+    (message,) = runaway(plateau, center, cov, shards=shards, names=["coal", "mig"])
+    assert message.startswith("mig runs off towards +∞ on the log scale")
+    assert f"{np.exp(center[1] + 15 * sd[1]):.3g}" in message  # how far the draws went
+    assert "cmc.prior.mig: {lognormal: {loc: -0.693, scale: 1}}" in message
+    assert "nlsq.fixed.mig" in message
