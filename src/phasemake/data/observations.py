@@ -149,13 +149,64 @@ def validate(
 
 
 # -- files -----------------------------------------------------------------------------------
+TIME_COLUMNS = ("time", "censored", "weight")
+
+
+def header_problem(names: list[str], kind: str, n_classes: int | None = None) -> str | None:
+    """What is wrong with a text file's header for ``kind`` (``None``: nothing): a header-less
+    file, a duplicate, a missing or an unknown column (with the closest allowed name).
+    Columns may come in any order.
+
+    Examples
+    --------
+    >>> header_problem(["duration", "weight"], "absorption_times")[:61]
+    "no 'time' column; unknown column 'duration' (allowed: time, c"
+    >>> header_problem(["1.5", "0"], "absorption_times")[:43]
+    'the first line is data (1.5), not a header;'
+    >>> header_problem(["xi_2", "sites", "xi_1"], "sfs", n_classes=2) is None
+    True
+    """
+    import difflib
+
+    if names and _is_float(names[0]):
+        expected = "time[,censored,weight]" if kind == "absorption_times" else "sites,xi_1,..."
+        return f"the first line is data ({names[0]}), not a header; add a header line: {expected}"
+    if len(set(names)) < len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        return f"duplicate column(s) {dup}"
+    if kind == "absorption_times":
+        allowed, required = list(TIME_COLUMNS), ["time"]
+    else:
+        k = n_classes
+        if k is None:  # from the header itself: xi_1 .. xi_max
+            xis = [int(n[3:]) for n in names if n.startswith("xi_") and n[3:].isdigit()]
+            k = max(xis, default=0)
+        allowed = ["sites"] + [f"xi_{i}" for i in range(1, k + 1)]
+        required = allowed
+    problems = [f"no {c!r} column" for c in required if c not in names]
+    for n in names:
+        if n not in allowed:
+            close = difflib.get_close_matches(n, allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            if len(allowed) > 6 and not close:
+                hint = f"allowed: {allowed[0]}, {allowed[1]} ... {allowed[-1]}"
+            problems.append(f"unknown column {n!r} ({hint})")
+    if not problems:
+        return None
+    expected = (
+        "time, censored, weight" if kind == "absorption_times" else "sites,xi_1,...,xi_(n-1)"
+    )
+    return "; ".join(problems) + f"; expected columns among {expected} (in any order)"
+
+
 def _from_table(kind: str, names: list[str], table: np.ndarray, source: str) -> dict:
     if kind == "absorption_times":
         return {name: table[:, j] for j, name in enumerate(names)}
-    xi = [f"xi_{i}" for i in range(1, len(names))]
-    if names[0] != "sites" or names[1:] != xi:
-        raise DataError(f"{source}: sfs columns are sites,xi_1,...,xi_(n-1); got {','.join(names)}")
-    return {"sites": table[:, 0], "counts": table[:, 1:]}
+    problem = header_problem(names, kind)
+    if problem:
+        raise DataError(f"{source}: {problem}")
+    order = [names.index(f"xi_{i}") for i in range(1, len(names))]  # any column order
+    return {"sites": table[:, names.index("sites")], "counts": table[:, order]}
 
 
 def _read_text(path: Path, kind: str) -> dict:
@@ -166,12 +217,9 @@ def _read_text(path: Path, kind: str) -> dict:
         if header is None:
             raise DataError(f"{path}: empty file; expected a header row and data rows")
         names = [h.strip() for h in header]
-        if kind == "absorption_times" and (
-            not names or set(names) - {"time", "censored", "weight"} or len(set(names)) < len(names)
-        ):
-            raise DataError(
-                f"{path}: header {names}: expected columns among time, censored, weight"
-            )
+        problem = header_problem(names, kind)
+        if problem:
+            raise DataError(f"{path}: header {','.join(names)}: {problem}")
         rows = []
         for line, fields in enumerate(reader, start=1):
             if not fields:
