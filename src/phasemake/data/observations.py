@@ -193,9 +193,7 @@ def header_problem(names: list[str], kind: str, n_classes: int | None = None) ->
             problems.append(f"unknown column {n!r} ({hint})")
     if not problems:
         return None
-    expected = (
-        "time, censored, weight" if kind == "absorption_times" else "sites,xi_1,...,xi_(n-1)"
-    )
+    expected = "time, censored, weight" if kind == "absorption_times" else "sites,xi_1,...,xi_(n-1)"
     return "; ".join(problems) + f"; expected columns among {expected} (in any order)"
 
 
