@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 from phasemake.configcheck import ConfigError, check_model_params
 from phasemake.core.artefact import atomic_path
-from phasemake.core.errors import ArtefactError, PhasemakeError
+from phasemake.core.errors import ArtefactError, DataError, PhasemakeError
+from phasemake.data.observations import check_data_head
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
 from phasemake.graph.files import read_graph
@@ -372,6 +373,11 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
                 )
         if "file" in data and not os.path.isfile(data["file"]):
             raise PhasemakeError(f"{where}.data.file = {data['file']!r} does not exist")
+        if "file" in data:
+            try:  # the header and the first rows now; the data job reads the rest
+                check_data_head(data["file"], kind=a["observations"])
+            except DataError as err:
+                raise PhasemakeError(f"{where}.data.file: {err}") from None
         sim = data.get("simulate")
         if sim is not None:
             if sorted(sim["theta"]) != sorted(names):

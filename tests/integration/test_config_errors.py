@@ -101,3 +101,24 @@ def test_mapping_alias_bomb_is_refused_before_snakemake_merges_it(workflow):
     assert rc != 0
     assert "config file config/config.yaml has more than 100000 values" in out
     assert_short(out)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("duration\n1.5\n2.5\n", "header duration: no 'time' column; unknown column 'duration'"),
+        ("1.5\n2.5\n", "the first line is data (1.5), not a header; add a header line"),
+        ("time\n1.5\nabc\n", "row 2, column 'time': 'abc' — expected a number"),
+    ],
+)
+def test_bad_data_file_fails_at_parse_time(workflow, data, message):
+    (workflow.root / "times.csv").write_text(data)
+    text = (
+        "cache: cache\nmodels:\n"
+        + KINGMAN
+        + "analyses:\n  a: {model: k, observations: absorption_times, data: {file: times.csv}}\n"
+    )
+    rc, out, _ = dry_run(workflow, text)
+    assert rc != 0
+    assert "analyses.a.data.file: times.csv: " in out and message in out, out
+    assert_short(out)

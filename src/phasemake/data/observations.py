@@ -43,6 +43,7 @@ __all__ = [
     "KINDS",
     "Observations",
     "block_ranges",
+    "check_data_head",
     "iter_blocks",
     "observation_moments",
     "read_data_file",
@@ -207,7 +208,22 @@ def _from_table(kind: str, names: list[str], table: np.ndarray, source: str) -> 
     return {"sites": table[:, names.index("sites")], "counts": table[:, order]}
 
 
-def _read_text(path: Path, kind: str) -> dict:
+def check_data_head(path: str | os.PathLike[str], *, kind: str, rows: int = 100) -> None:
+    """Parse-time check of a text data file: its header and its first ``rows`` rows, read and
+    validated as the data job will (the rest is checked there). Other formats are left to
+    the data job.
+
+    Raises
+    ------
+    DataError
+        Naming the file, and the row and column, or the missing or unknown column.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".csv", ".tsv", ".tab", ".txt"):
+        validate(kind, _read_text(path, kind, max_rows=rows), source=str(path))
+
+
+def _read_text(path: Path, kind: str, *, max_rows: int | None = None) -> dict:
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with open(path, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
@@ -220,6 +236,8 @@ def _read_text(path: Path, kind: str) -> dict:
             raise DataError(f"{path}: header {','.join(names)}: {problem}")
         rows = []
         for line, fields in enumerate(reader, start=1):
+            if max_rows is not None and line > max_rows:
+                break
             if not fields:
                 continue
             if len(fields) != len(names):
