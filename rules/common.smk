@@ -3,10 +3,12 @@
 # in its rules/<stage>.smk, beside its rules.
 import logging
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
 from phasemake.configcheck import check_config
+from phasemake.report.summary import closing_lines, find_results
 from phasemake.workflow import (
     check_analyses,
     discard_invalid_artefacts,
@@ -98,6 +100,12 @@ if workflow.is_main_process:
 onsuccess:
     if not DRY_RUN:
         remember_artefacts(CACHE, list(SPEC_MODELS))
+        # one closing line per fitted analysis (phasemake summary prints the whole table)
+        _done = [
+            a for a in ANALYSES if os.path.exists(f"results/{a}/nlsq/fit.json")
+        ]
+        for _line in closing_lines(find_results("results", analyses=_done)):
+            print(f"phasemake: {_line}", file=sys.stderr)
 
 
 onerror:

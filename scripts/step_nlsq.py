@@ -1,6 +1,6 @@
 """The NLSQ reducer: sum the chunk accumulators in order and take one LM step."""
 
-from phasemake.core.joblog import job_log
+from phasemake.core.joblog import PROGRESS, job_log
 from phasemake.fit.analysis import step_nlsq
 from phasemake.fit.nlsq import LMSettings
 
@@ -23,4 +23,5 @@ with job_log(snakemake.log[0], "step_nlsq") as log:
         state["best"]["chi2"],
         state["status"],
         state["reason"],
+        extra=PROGRESS,
     )

@@ -47,6 +47,7 @@ from numpyro.infer.hmc import hmc  # noqa: E402
 from phasemake.core.artefact import read_artefact, write_artefact  # noqa: E402
 from phasemake.core.compiletime import cache_summary, compile_seconds, start_counting  # noqa: E402
 from phasemake.core.errors import PhasemakeError  # noqa: E402
+from phasemake.core.joblog import PROGRESS  # noqa: E402
 from phasemake.data.observations import Observations  # noqa: E402
 from phasemake.data.obsmodel import ObservationModel  # noqa: E402
 
@@ -326,6 +327,7 @@ def sample_nuts(
                 b,
                 total,
                 time.perf_counter() - t0,
+                extra=PROGRESS,
             )
         t1, k1 = time.perf_counter(), compile_seconds(this_thread=True)
         adapt = state.adapt_state
@@ -339,7 +341,8 @@ def sample_nuts(
         for a, b in _segments(settings.warmup, total):
             state, draws = programs.advance(state, draws, a, b, cols, args[3])
             jax.block_until_ready(state)
-            log.info("chain %d: iteration %d of %d, %.1f s", c, b, total, time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            log.info("chain %d: iteration %d of %d, %.1f s", c, b, total, elapsed, extra=PROGRESS)
         phi, potential, diverging, steps = (np.asarray(x) for x in draws)
         t2, k2 = time.perf_counter(), compile_seconds(this_thread=True)
         log.info(

@@ -36,7 +36,14 @@ from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import PhasemakeError
 from phasemake.report.tables import read_fit, read_posterior_summary
 
-__all__ = ["AnalysisResult", "export_analysis", "find_results", "format_table", "summary_text"]
+__all__ = [
+    "AnalysisResult",
+    "closing_lines",
+    "export_analysis",
+    "find_results",
+    "format_table",
+    "summary_text",
+]
 
 
 class AnalysisResult(NamedTuple):
@@ -98,7 +105,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _interval(lo: Any, hi: Any) -> str:
+def _interval(lo: Any = None, hi: Any = None) -> str:
     return f"[{_num(lo)}, {_num(hi)}]"
 
 
@@ -157,6 +164,36 @@ def summary_text(results: Sequence[AnalysisResult]) -> str:
         header, rows = _rows(r)
         blocks.append(f"{r.name}: {_status(r)}\n{format_table(header, rows)}")
     return "\n\n".join(blocks) if blocks else "no analyses found"
+
+
+def closing_lines(results: Sequence[AnalysisResult]) -> list[str]:
+    """One line per fitted analysis for the end of a run: each free parameter's estimate
+    and 95% interval (the posterior's where there is one, else Wald's), and the status.
+
+    Examples
+    --------
+    >>> fit = {"parameters": {"coal": {"estimate": 1.02, "se": 0.03, "fixed": False,
+    ...        "wald95": [0.96, 1.08]}}, "converged": True, "status": "converged",
+    ...        "passes": 5}
+    >>> closing_lines([AnalysisResult("times", fit, None)])
+    ['times: coal 1.02 [0.96, 1.08] (NLSQ converged after 5 passes; no posterior)']
+    """
+    lines = []
+    for r in results:
+        if r.fit is None:
+            continue
+        parts = []
+        for name, p in r.fit["parameters"].items():
+            if p["fixed"]:
+                continue
+            if r.posterior:
+                q = r.posterior["parameters"][name]
+                lo, hi = q["quantiles"].get("0.025"), q["quantiles"].get("0.975")
+                parts.append(f"{name} {_num(q['mean'])} {_interval(lo, hi)}")
+            else:
+                parts.append(f"{name} {_num(p['estimate'])} {_interval(*p.get('wald95', []))}")
+        lines.append(f"{r.name}: {', '.join(parts)} ({_status(r)})")
+    return lines
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
