@@ -55,9 +55,18 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def _cmd_hash(args: argparse.Namespace) -> int:
+def _model_and_params(args: argparse.Namespace):
+    """The model and its ``--param`` values, checked as the workflow checks a config's."""
+    from phasemake.configcheck import check_model_params
+
     model = load_model(args.callback)
     params = parse_params(args.param)
+    check_model_params(model.name, model, params, where="--param")
+    return model, params
+
+
+def _cmd_hash(args: argparse.Namespace) -> int:
+    model, params = _model_and_params(args)
     t0 = time.perf_counter()
     if args.explain:
         spec, trail = explain_spec(model, **params)
@@ -73,8 +82,7 @@ def _cmd_hash(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    model = load_model(args.callback)
-    params = parse_params(args.param)
+    model, params = _model_and_params(args)
     cache = GraphCache(args.cache)
     graph = cache.load_or_build(model, max_states=args.max_states, **params)
     print(cache.graph_path(spec_hash(model, **params)))

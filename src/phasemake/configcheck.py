@@ -258,7 +258,9 @@ def _takes(sig: inspect.Signature, skip_first: bool) -> tuple[set[str], set[str]
     return names, required, var_kw
 
 
-def check_model_params(name: str, model: Model, params: dict[str, Any]) -> None:
+def check_model_params(
+    name: str, model: Model, params: dict[str, Any], *, where: str | None = None
+) -> None:
     """Check a model's construction params against its callback and initial distribution.
 
     The callback is called as ``callback(state, **params)``: every param must be a name it
@@ -280,7 +282,7 @@ def check_model_params(name: str, model: Model, params: dict[str, Any]) -> None:
     ...
     phasemake.configcheck.ConfigError: config models.k.params: unknown param 'm' ...
     """
-    where = f"models.{name}.params"
+    where = where or f"config models.{name}.params"
     sig = _signature(model.callback)
     if sig is not None:
         names, required, var_kw = _takes(sig, skip_first=True)
@@ -291,15 +293,20 @@ def check_model_params(name: str, model: Model, params: dict[str, Any]) -> None:
                     close = difflib.get_close_matches(str(key), sorted(names), n=1, cutoff=0.6)
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise ConfigError(
-                        f"config {where}: unknown param {key!r} (value {_short(params[key])}); "
+                        f"{where}: unknown param {key!r} (value {_short(params[key])}); "
                         f"{hint}the callback is {shown}, which takes "
                         f"{', '.join(sorted(names)) or 'no params'}"
                     )
         missing = sorted(required - set(params))
         if missing:
             raise ConfigError(
-                f"config {where}: missing param {missing[0]!r}, required by the callback "
-                f"{shown}; add it, e.g. params: {{{missing[0]}: ...}}"
+                f"{where}: missing param {missing[0]!r}, required by the callback "
+                f"{shown}; add it, e.g. "
+                + (
+                    f"--param {missing[0]}=..."
+                    if where == "--param"
+                    else f"params: {{{missing[0]}: ...}}"
+                )
             )
     if callable(model.initial):
         isig = _signature(model.initial)
@@ -308,7 +315,7 @@ def check_model_params(name: str, model: Model, params: dict[str, Any]) -> None:
             missing = sorted(required - set(params))
             if missing:
                 raise ConfigError(
-                    f"config {where}: missing param {missing[0]!r}, required by the initial "
+                    f"{where}: missing param {missing[0]!r}, required by the initial "
                     f"distribution of model {model.name!r}; add it to {where}"
                 )
     try:
@@ -320,7 +327,7 @@ def check_model_params(name: str, model: Model, params: dict[str, Any]) -> None:
         else:
             culprit = f"{where} = {_short(params)}"
         raise ConfigError(
-            f"config {culprit}: the initial distribution of model {model.name!r} cannot be "
+            f"{culprit}: the initial distribution of model {model.name!r} cannot be "
             f"computed from it ({type(err).__name__}: {err}); fix the value in {where}"
         ) from err
 

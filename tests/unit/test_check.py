@@ -48,3 +48,13 @@ def test_check_names_the_key_and_the_fix(tmp_path, capsys):
     bad.write_text(bad.read_text().replace("analyses:", "analyzes:").replace("N: 5", "n: 5"))
     assert main(["check", "--workflow", str(REPO), "--configfile", str(bad)]) == 2
     assert "did you mean 'analyses'" in capsys.readouterr().err
+
+
+def test_cli_refuses_missing_and_unknown_params(capsys):
+    assert main(["hash", "phasemake.models:kingman"]) == 2
+    assert "--param: missing param 'n'" in capsys.readouterr().err
+    assert main(["build", "phasemake.models:kingman", "--param", "m=3"]) == 2
+    assert "--param: unknown param 'm'" in capsys.readouterr().err
+    assert main(["hash", "phasemake.models:kingman", "--param", "n=0"]) == 2
+    assert "--param.n = 0: the initial distribution" in capsys.readouterr().err
+    assert main(["hash", "phasemake.models:kingman", "--param", "n=6"]) == 0
