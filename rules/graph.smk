@@ -4,9 +4,11 @@
 include: "graph_functions.smk"
 
 
+# Cache outputs are update(): Snakemake never deletes an existing one before the job (another
+# workflow on a shared cache may be reading it); the job replaces it atomically (docs/cache.md).
 rule build_graph:
     output:
-        graph=f"{CACHE}/graphs/{{spec}}.h5",
+        graph=update(f"{CACHE}/graphs/{{spec}}.h5"),
     log:
         "logs/build_graph/{spec}.log",
     benchmark:

@@ -107,7 +107,10 @@ def shard_threads(wildcards):
 
 
 def shard_attempt(wildcards, attempt):
-    """Snakemake's attempt number, for the script (a resource: no effect on reruns)."""
+    """Snakemake's attempt number, for the script (a resource: no effect on reruns). The
+    script makes attempt 1 + the gate failures recorded in the shard's `history` (1 when
+    Snakemake's is 1: a fresh job), so a killed job's retry keeps its seed and settings
+    (phasemake.posterior.cmc.shard_attempt)."""
     return attempt
 
 

@@ -1,6 +1,7 @@
 # Stage 2: per graph, a plan of work units (checkpoint), one job per unit, one stitch job.
 # Planning and stitching run in the main process; the unit jobs (seconds each) are grouped,
 # so that under SLURM many units share one job (group-components in profiles/slurm).
+# Cache outputs are update() and cache inputs ancient() (content-addressed: docs/cache.md).
 
 
 include: "trace_functions.smk"
@@ -13,9 +14,9 @@ localrules:
 
 checkpoint plan_trace:
     input:
-        graph=f"{CACHE}/graphs/{{spec}}.h5",
+        graph=ancient(f"{CACHE}/graphs/{{spec}}.h5"),
     output:
-        plan=f"{CACHE}/traces/{{spec}}/plan.json",
+        plan=update(f"{CACHE}/traces/{{spec}}/plan.json"),
     log:
         "logs/plan_trace/{spec}.log",
     conda:
@@ -35,7 +36,7 @@ rule record_trace_unit:
     input:
         unpack(unit_inputs),
     output:
-        unit=f"{CACHE}/traces/units/{{unit}}.h5",
+        unit=update(f"{CACHE}/traces/units/{{unit}}.h5"),
     log:
         "logs/record_trace_unit/{unit}.log",
     benchmark:
@@ -58,7 +59,7 @@ rule stitch_trace:
     input:
         unpack(stitch_inputs),
     output:
-        trace=f"{CACHE}/traces/{{spec}}.h5",
+        trace=update(f"{CACHE}/traces/{{spec}}.h5"),
     log:
         "logs/stitch_trace/{spec}.log",
     benchmark:

@@ -251,7 +251,9 @@ def remember_artefacts(cache: str | os.PathLike[str], specs: list[str]) -> int:
 def data_rows(analysis: dict[str, Any]) -> int:
     """Rows of an analysis's data, known at parse time without reading the data: the
     simulated size (or windows), else from the file's header (``.npy``, ``.npz``, ``.h5``)
-    or its line count (text); 0 when that fails (the data job then reports why)."""
+    or its line count (text); 0 when that fails (the data job then reports why). An HDF5
+    file with a link or a non-numeric column is refused here (DataError naming the column):
+    its links are inspected, never followed."""
     data = analysis["data"]
     if "simulate" in data:
         sim = data["simulate"]
@@ -260,6 +262,13 @@ def data_rows(analysis: dict[str, Any]) -> int:
         )
     path = Path(data["file"])
     suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        from phasemake.data.hdf5input import hdf5_rows
+
+        try:  # a link or a non-numeric column: a DataError here, at parse time
+            return hdf5_rows(path)  # links are inspected, never followed
+        except OSError:
+            return 0
     try:
         if suffix == ".trees":
             return int(data.get("windows", 1))
@@ -278,11 +287,6 @@ def data_rows(analysis: dict[str, Any]) -> int:
                 read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
                 shape = read(fh)[0]
             return int(shape[0])
-        if suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                return max((f[k].shape[0] for k in f if isinstance(f[k], h5py.Dataset)), default=0)
         with open(path, "rb") as fh:  # text: one row a line, less the header
             return max(
                 sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1, 0

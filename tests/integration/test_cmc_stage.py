@@ -2,7 +2,8 @@
 
 Shown here: the shard files are the same bytes with --cores 1 and --cores 2; a run killed
 (SIGKILL, whole process group) while a shard is sampling recomputes that shard on rerun
-and nothing else, and ends with the same bytes as an uninterrupted run; changing only the
+and nothing else, and ends with the same bytes as an uninterrupted run; so does a shard
+job killed once on its own (Snakemake's retry makes the same attempt, same seed); changing only the
 consensus rule re-runs no shard; a shard that keeps failing its gates is retried with a new
 seed and a higher target acceptance, then the workflow stops naming it; full-data NUTS
 (S = 1) runs on request and the consensus agrees with it.
@@ -168,6 +169,52 @@ def test_killed_shard_is_recomputed_and_nothing_else(finished, tmp_path):
     assert "plan_shards" not in out and "accumulate_chunk" not in out
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert out.count("rule sample_shard:") == 1
+    for rel, content in reference.items():
+        assert (root / rel).read_bytes() == content, rel
+
+
+def test_killed_shard_job_is_retried_with_its_seed(finished, tmp_path):
+    """Only the shard job's process is killed (SIGKILL), once, while it samples: Snakemake
+    retries the job (its attempt 2), but that attempt recorded no gate failure, so the
+    retry makes attempt 1 again with the same seed and target acceptance, and every file
+    is the same bytes as an uninterrupted run's."""
+    import psutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(finished.root, root, symlinks=True)
+    reference = {rel: (finished.root / rel).read_bytes() for rel in _cmc_files(finished.root)}
+    for rel in ("S3/shard1.h5", "consensus.h5", "consensus.json"):
+        (root / CMC / rel).unlink()
+    shutil.rmtree(root / "logs/sample_shard")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    started = root / "logs/sample_shard/times/S3/shard1.log"  # written by the script
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        if started.exists():
+            jobs = [
+                p
+                for p in psutil.Process(proc.pid).children(recursive=True)
+                if any("sample_shard" in part for part in p.cmdline())
+            ]
+            for job in jobs:
+                job.send_signal(signal.SIGKILL)
+                killed = job.pid
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=600)
+    assert killed is not None, "the shard job was not seen running"
+    assert proc.returncode == 0, err[-3000:]
+    assert "attempt 2" in err or "Trying to restart" in err  # Snakemake did retry it
+    history = root / "logs/sample_shard/times/S3/shard1.attempts.jsonl"
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [(r["attempt"], r["seed"], r["problem"]) for r in records] == [(1, [7, 1, 1], None)]
     for rel, content in reference.items():
         assert (root / rel).read_bytes() == content, rel
 

@@ -21,13 +21,17 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 __all__ = [
     "CACHE_EVENTS",
     "EVENTS",
+    "AtomicFileCache",
     "JobClock",
     "cache_counts",
     "cache_summary",
@@ -35,7 +39,10 @@ __all__ = [
     "phase_seconds",
     "process_seconds",
     "start_counting",
+    "use_atomic_file_cache",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The ``jax.monitoring`` duration events counted, by phase.
 EVENTS = {
@@ -167,3 +174,105 @@ class JobClock:
             f"{f['imports']:.2f} s + {cache_summary()}; job {f['total']:.2f} s "
             f"(fixed {f['fixed'] / max(f['total'], 1e-9):.0%})"
         )
+
+
+class AtomicFileCache:
+    """JAX's persistent compilation cache on disk, written so that no reader ever sees a
+    partial entry: each entry is written to a temporary file in the same folder, synced
+    and renamed into place. JAX 0.10's own file cache writes entries in place, so a full
+    disk, a quota or a killed job leaves truncated entries that every later job warns
+    about (and another job may read one half written).
+
+    An entry that cannot be read back (truncated or corrupt: it does not decompress) is
+    dropped and counts as a miss, so the job compiles again and writes it anew. A write
+    that fails (a full disk, a read-only shared cache) is skipped with an INFO line: the
+    job goes on with the program it compiled. Entries are JAX's own format, so a process
+    with JAX's default cache reads them too.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cache = AtomicFileCache(tempfile.mkdtemp())
+    >>> cache.get("k") is None
+    True
+    """
+
+    SUFFIX = "-cache"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+        try:
+            self._path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a read-only cache without its jax folder: only misses
+            log.info("persistent compilation cache %s: %s; nothing is cached", path, err)
+
+    def _entry(self, key: str) -> Path:
+        if not key:
+            raise ValueError("key cannot be empty")
+        return self._path / f"{key}{self.SUFFIX}"
+
+    def get(self, key: str) -> bytes | None:
+        """The entry's bytes, or None when it is missing or cannot be read back."""
+        path = self._entry(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            log.info("persistent compilation cache: cannot read %s (%s); compiling", path, err)
+            return None
+        if _readable(data):
+            return data
+        log.info("persistent compilation cache: %s is truncated or corrupt; dropped", path)
+        try:
+            path.unlink()
+        except OSError:  # a read-only cache: recompiled in every job, harmless
+            pass
+        return None
+
+    def put(self, key: str, value: bytes) -> None:
+        """Write the entry (temporary file, fsync, rename); an existing one is kept."""
+        path = self._entry(key)
+        if path.exists():
+            return
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self._path)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(value)
+                fh.flush()
+                os.fsync(fh.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a shared cache needs more
+            os.replace(tmp, path)
+        except OSError as err:
+            log.info("persistent compilation cache: %s not written (%s)", path, err)
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def _readable(data: bytes) -> bool:
+    """Whether an entry decompresses (a truncated zstd or zlib stream does not)."""
+    from jax._src import compilation_cache
+
+    try:
+        compilation_cache.extract_executable_and_time(compilation_cache.decompress_executable(data))
+    except Exception:  # zstd, zlib and struct each raise their own
+        return False
+    return True
+
+
+def use_atomic_file_cache(directory: str | os.PathLike[str]) -> AtomicFileCache:
+    """Make :class:`AtomicFileCache` in ``directory`` JAX's persistent compilation cache
+    (after ``compilation_cache.reset_cache()``, before anything compiles)."""
+    from jax._src import compilation_cache
+
+    cache = AtomicFileCache(directory)
+    with compilation_cache._cache_initialized_mutex:
+        compilation_cache._cache = cache
+        compilation_cache._cache_initialized = True
+    return cache

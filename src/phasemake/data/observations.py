@@ -38,6 +38,7 @@ import numpy as np
 
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, DataError
+from phasemake.data.hdf5input import read_hdf5_columns
 
 __all__ = [
     "KINDS",
@@ -56,6 +57,12 @@ KINDS = ("absorption_times", "sfs")
 OBS_KIND = "phasemake.observations"
 OBS_VERSION = 1
 DEFAULT_BLOCK_ROWS = 65536
+#: Largest time accepted, as a multiple of the median positive time. The largest exit rate
+#: λ_max is at least 1 / E[T], about 1 / (the data's time scale) at the fit, and the
+#: evaluator refuses λ_max·t_max beyond 2^24 uniformisation steps
+#: (phasemake.trace.uniformisation.MAX_RATE_TIME): a time further out would fail every
+#: chunk job without naming the row.
+MAX_TIME_RATIO = 2.0**24
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,14 @@ def validate(
     """
     if kind not in KINDS:
         raise DataError(f"observation kind {kind!r}: expected one of {list(KINDS)}")
-    cols = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+    cols = {k: _as_float(source, k, v) for k, v in columns.items()}
+    for name, values in cols.items():
+        ndim = 2 if (kind, name) == ("sfs", "counts") else 1
+        if values.ndim != ndim:
+            raise DataError(
+                f"{source}: column '{name}' has shape {values.shape}; expected a "
+                + ("1-d array (one value per row)" if ndim == 1 else "2-d array (rows, n-1)")
+            )
     if kind == "absorption_times":
         if "time" not in cols:
             raise DataError(f"{source}: no 'time' column (found {sorted(cols)})")
@@ -122,6 +136,17 @@ def validate(
         t, c, w = cols["time"], cols["censored"], cols["weight"]
         _check(source, "time", t, np.isfinite(t), "a finite number")
         _check(source, "time", t, t >= 0, "a time >= 0")
+        positive = t[t > 0]
+        if positive.size:
+            scale = float(np.median(positive))
+            _check(
+                source,
+                "time",
+                t,
+                t <= MAX_TIME_RATIO * scale,
+                f"a time at most {MAX_TIME_RATIO:.3g} × the median time {scale:.4g} (no "
+                "uniformisation budget reaches further): rescale the times or drop the row",
+            )
         _check(source, "censored", c, (c == 0) | (c == 1), "0 or 1")
         _check(source, "weight", w, np.isfinite(w) & (w > 0), "a finite weight > 0")
     else:
@@ -147,6 +172,16 @@ def validate(
     if n == 0:
         raise DataError(f"{source}: no rows; expected at least one observation")
     return Observations(kind, cols)
+
+
+def _as_float(source: str, name: str, values: Any) -> np.ndarray:
+    """A column as float64; a non-numeric one (strings, objects, records) is refused."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf" or arr.dtype.names:
+        raise DataError(
+            f"{source}: column '{name}' has dtype {arr.dtype}; expected numbers (integer or float)"
+        )
+    return arr.astype(np.float64)
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -313,8 +348,7 @@ def read_data_file(
             with np.load(path, allow_pickle=False) as z:
                 cols = {k: z[k] for k in z.files}
         elif suffix in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                cols = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+            cols = read_hdf5_columns(path)  # refuses links and non-numeric dtypes
         elif suffix == ".trees" and kind == "sfs":
             cols = _read_trees(path, windows)
         else:

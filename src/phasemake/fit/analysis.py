@@ -53,19 +53,35 @@ def enable_compilation_cache(directory: str | os.PathLike[str]) -> None:
     however small or quick (JAX's defaults keep only programs that took a second), and count
     compilations and cache hits (:mod:`phasemake.core.compiletime`).
 
+    Entries are written to a temporary file and renamed into place
+    (:class:`phasemake.core.compiletime.AtomicFileCache`), so a full disk or a killed job
+    never leaves a truncated entry, and one that cannot be read back is dropped and
+    recompiled. A write that fails (a read-only shared cache) is skipped.
+
+    The environment variable ``PHASEMAKE_JAX_CACHE``, when set, replaces ``directory``
+    (a private folder for users of a shared cache they do not trust to hold programs,
+    docs/security.md); set to ``off``, no persistent cache is used.
+
     Call it before the job compiles anything: JAX decides once per process whether the
     cache is used, so the decision is reset here.
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
-    from phasemake.core.compiletime import start_counting
+    from phasemake.core.compiletime import start_counting, use_atomic_file_cache
 
+    override = os.environ.get("PHASEMAKE_JAX_CACHE")
+    if override is not None:
+        directory = override
+    compilation_cache.reset_cache()
+    start_counting()
+    if os.fspath(directory) in ("", "off"):
+        jax.config.update("jax_compilation_cache_dir", None)
+        return
     jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum
-    compilation_cache.reset_cache()
-    start_counting()
+    use_atomic_file_cache(directory)
 
 
 def model_for(

@@ -6,8 +6,9 @@ The workflow's scripts call these three steps (``rules/posterior.smk``):
    cost-model rule of :mod:`phasemake.posterior.shards` for ``auto``) and writes it with the rule's
    inputs to ``plan.json``.
 2. :func:`sample_shard` runs NUTS on one shard (:func:`phasemake.posterior.sampling.sample_nuts`),
-   warm-started at the NLSQ fit, and writes the shard posterior file. Retry ``attempt``
-   uses the seed ``(seed, shard, attempt)`` and a higher target acceptance.
+   warm-started at the NLSQ fit, and writes the shard posterior file. Attempt ``k`` (1 +
+   the gate failures recorded, :func:`shard_attempt`) uses the seed ``(seed, shard, k)``
+   and a higher target acceptance.
 3. :func:`combine_shards` reads every shard file and writes the consensus posterior
    (HDF5 draws) and its summary (JSON): means, sds, quantiles, correlations, between-shard
    heterogeneity, per-shard diagnostics, and the true θ against the posterior when the data
@@ -61,6 +62,7 @@ __all__ = [
     "compare_posteriors",
     "plan_shards",
     "sample_shard",
+    "shard_attempt",
     "shard_budget",
 ]
 
@@ -175,13 +177,37 @@ def plan_shards(
     return plan
 
 
-def _attempt_history(path, attempt: int) -> list[dict[str, Any]]:
-    """Earlier attempts' records (Snakemake deletes a job's log before a retry, so they
-    are kept in a JSON-lines file of their own; attempt 1 starts it afresh)."""
-    if path is None or attempt == 1 or not os.path.exists(path):
-        return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def shard_attempt(history, job_attempt: int) -> tuple[int, list[dict[str, Any]]]:
+    """The attempt a shard job makes, and the earlier attempts' gate failures.
+
+    The attempt is 1 + the number of gate failures recorded in ``history`` (a JSON-lines
+    file, kept across Snakemake's retries because Snakemake deletes a job's log before
+    one), not Snakemake's own attempt counter: a job that was killed (or failed for any
+    reason but its gates) recorded nothing, so its retry makes the same attempt again with
+    the same seed and settings, and the shard file does not depend on whether a job was
+    killed. ``job_attempt`` is Snakemake's counter: 1 is a fresh job, whose history starts
+    afresh (a record left by an earlier run belongs to other inputs or settings). Without
+    a history file the attempt is ``job_attempt``.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "attempts.jsonl")
+    >>> shard_attempt(path, 2)  # killed on attempt 1: nothing recorded
+    (1, [])
+    >>> with open(path, "w") as fh:
+    ...     _ = fh.write(json.dumps({"attempt": 1, "problem": "R-hat 1.2"}) + "\\n")
+    >>> shard_attempt(path, 3)[0], shard_attempt(path, 1)[0]
+    (2, 1)
+    """
+    if history is None:
+        return job_attempt, []
+    if job_attempt == 1 or not os.path.exists(history):
+        return 1, []
+    with open(history) as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    failures = [r for r in records if r.get("problem")]
+    return 1 + len(failures), failures
 
 
 def _record_attempt(path, records: list[dict[str, Any]]) -> None:
@@ -206,9 +232,11 @@ def sample_shard(
     history: str | os.PathLike[str] | None = None,
 ) -> None:
     """NUTS on shard ``index`` of ``shards`` (all the data when ``shards`` is 1), written
-    to ``output``; retry ``attempt`` of ``attempts`` uses a new seed and a higher target
-    acceptance (:meth:`NUTSSettings.for_attempt`). ``history``: a JSON-lines file of the
-    attempts' outcomes, kept across retries; the failed ones also go into the shard file
+    to ``output``; each attempt after a gate failure uses a new seed and a higher target
+    acceptance (:meth:`NUTSSettings.for_attempt`), up to ``attempts`` in all. ``history``: a
+    JSON-lines file of the attempts' outcomes, kept across retries; the attempt made is 1 +
+    the gate failures recorded there (:func:`shard_attempt`; ``attempt`` is Snakemake's
+    counter, 1 for a fresh job), and the failed ones also go into the shard file
     (``meta["failed_attempts"]``).
 
     Raises
@@ -220,7 +248,17 @@ def sample_shard(
     if not 0 <= index < shards:
         raise DataError(f"shard {index}: expected 0 to {shards - 1}")
     where = f"{label}shard {index} of {shards}"
-    earlier = _attempt_history(history, attempt)
+    job_attempt = attempt
+    attempt, earlier = shard_attempt(history, job_attempt)
+    if attempt != job_attempt:
+        log.info(
+            "%s: Snakemake's attempt %d, but %d gate failure(s) recorded: attempt %d "
+            "(an attempt that recorded nothing, e.g. a killed job, is made again)",
+            where,
+            job_attempt,
+            len(earlier),
+            attempt,
+        )
     before = "".join(f"; attempt {r['attempt']}: {r['problem']}" for r in earlier)
     if attempt > attempts:
         raise ShardQualityError(
@@ -259,11 +297,15 @@ def sample_shard(
         )
     except ShardQualityError as err:
         _record_attempt(history, [*earlier, {**record, "problem": str(err)}])
-        retry = (
-            "Snakemake retries it with a new seed"
-            if attempt < attempts
-            else "no retries left: raise cmc.warmup or cmc.retries, or check the model"
-        )
+        if attempt >= attempts:
+            retry = "no retries left: raise cmc.warmup or cmc.retries, or check the model"
+        elif job_attempt < attempts:
+            retry = "Snakemake retries it with a new seed"
+        else:
+            retry = (
+                "Snakemake's retries were used by attempts that recorded nothing (killed "
+                "jobs): run snakemake again"
+            )
         raise ShardQualityError(
             f"{where} failed its quality gates on attempt {attempt} of {attempts}: {err}"
             f"{before}; {retry}"

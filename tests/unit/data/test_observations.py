@@ -23,6 +23,7 @@ from phasemake.data.observations import (
     write_observations,
 )
 from phasemake.models import rabbits, two_deme
+from phasemake.workflow import data_rows
 
 TIMES = np.array([[0.5, 0, 1.0], [1.25, 1, 2.0], [3.0, 0, 0.5]])
 
@@ -156,3 +157,91 @@ def test_censoring_and_sfs_simulation():
     sfs = simulate_sfs(np.array([0.02, 0.01]), sites=np.full(500, 1000.0), seed=3)
     means = sfs.columns["counts"].mean(axis=0)
     np.testing.assert_allclose(means, [20.0, 10.0], rtol=5 * np.sqrt(1 / 10.0 / 500))
+
+
+# -- input gaps (issue 13, finding 9): each refused at once, naming file, row and column ----
+def _h5(path, **columns):
+    with h5py.File(path, "w") as f:
+        for name, data in columns.items():
+            f.create_dataset(name, data=data)
+    return path
+
+
+def test_a_time_beyond_any_uniformisation_budget_names_its_row(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("time\n1.0\n2.0\n1e308\n0.5\n")
+    with pytest.raises(DataError, match=r"row 3, column 'time': 1e\+308 — expected a time at"):
+        read_data_file(path, kind="absorption_times")
+    path.write_text("time\n1.0\n2.0\n30.0\n0.0\n")  # a long tail is fine
+    assert read_data_file(path, kind="absorption_times").n_rows == 4
+
+
+def test_a_time_array_must_be_one_dimensional(tmp_path):
+    path = _h5(tmp_path / "t.h5", time=np.ones((3, 2)))
+    with pytest.raises(DataError, match=r"column 'time' has shape \(3, 2\); expected a 1-d"):
+        read_data_file(path, kind="absorption_times")
+    np.savez(tmp_path / "t.npz", time=np.ones((3, 2)))
+    with pytest.raises(DataError, match=r"t\.npz: column 'time' has shape \(3, 2\)"):
+        read_data_file(tmp_path / "t.npz", kind="absorption_times")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "what"),
+    [
+        (h5py.vlen_dtype(np.float64), "a variable-length"),
+        (np.dtype([("t", "f8"), ("c", "i4")]), r"a compound \(fields t, c\)"),
+        (np.dtype("V8"), "an opaque"),
+        (h5py.string_dtype(), "a string"),
+    ],
+)
+def test_hdf5_columns_that_are_not_numbers_are_named(tmp_path, dtype, what):
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("time", data=[1.0, 2.0])
+        f.create_dataset("weight", shape=(2,), dtype=dtype)
+    with pytest.raises(DataError, match=rf"t\.h5: column 'weight' has {what} dtype"):
+        read_data_file(path, kind="absorption_times")
+    with pytest.raises(DataError, match="column 'weight'"):  # at parse time too
+        data_rows({"observations": "absorption_times", "data": {"file": str(path)}})
+
+
+def test_npz_columns_that_are_not_numbers_are_named(tmp_path):
+    np.savez(tmp_path / "t.npz", time=np.array(["1.0", "2.0"]))
+    with pytest.raises(DataError, match=r"column 'time' has dtype <U3; expected numbers"):
+        read_data_file(tmp_path / "t.npz", kind="absorption_times")
+
+
+def test_hdf5_links_are_refused_not_followed(tmp_path):
+    _h5(tmp_path / "elsewhere.h5", time=[1.0, 2.0, 3.0])
+    external = tmp_path / "external.h5"
+    with h5py.File(external, "w") as f:
+        f["time"] = h5py.ExternalLink(str(tmp_path / "elsewhere.h5"), "/time")
+    soft = tmp_path / "soft.h5"
+    with h5py.File(soft, "w") as f:
+        f.create_dataset("hidden/t", data=[1.0, 2.0])
+        f["time"] = h5py.SoftLink("/hidden/t")
+    virtual = tmp_path / "virtual.h5"
+    layout = h5py.VirtualLayout(shape=(3,), dtype="f8")
+    layout[:] = h5py.VirtualSource(str(tmp_path / "elsewhere.h5"), "time", shape=(3,))
+    with h5py.File(virtual, "w") as f:
+        f.create_virtual_dataset("time", layout)
+    raw = tmp_path / "raw.h5"
+    (tmp_path / "raw.bin").write_bytes(np.arange(3.0).tobytes())
+    with h5py.File(raw, "w") as f:
+        f.create_dataset("time", shape=(3,), dtype="<f8", external=[("raw.bin", 0, 24)])
+    for path, what in [
+        (external, "is an external link to"),
+        (soft, "is a soft link to /hidden/t"),
+        (virtual, "is a virtual dataset"),
+        (raw, "stores its data in external file"),
+    ]:
+        with pytest.raises(DataError, match=f"column 'time' {what}"):
+            read_data_file(path, kind="absorption_times")
+        with pytest.raises(DataError, match=f"{path.name}: column 'time' {what}"):
+            data_rows({"observations": "absorption_times", "data": {"file": str(path)}})
+    assert (
+        data_rows(
+            {"observations": "absorption_times", "data": {"file": str(tmp_path / "elsewhere.h5")}}
+        )
+        == 3
+    )

@@ -6,13 +6,14 @@ The steps themselves run through real snakemake in tests/integration/test_cmc_st
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import yaml
 
 from phasemake.core.errors import PhasemakeError
-from phasemake.posterior.cmc import _against_truth, compare_posteriors
+from phasemake.posterior.cmc import _against_truth, compare_posteriors, shard_attempt
 from phasemake.posterior.consensus import summarise_draws
 from phasemake.posterior.sampling import NUTSSettings
 from phasemake.workflow import check_analyses, resolve_model_specs
@@ -79,3 +80,20 @@ def test_bad_cmc_settings_fail_at_parse_time(cmc, message):
     check_analyses({"a": _analysis()}, models)  # the base analysis is fine
     with pytest.raises(PhasemakeError, match=message):
         check_analyses({"a": _analysis(**cmc)}, models)
+
+
+def test_a_shard_attempt_counts_recorded_gate_failures_not_job_starts(tmp_path):
+    """Snakemake's attempt counter counts job starts (a killed job counts); the attempt
+    made, hence its seed and target acceptance, counts only the recorded gate failures."""
+    history = tmp_path / "shard0.attempts.jsonl"
+    assert shard_attempt(history, 1) == (1, [])  # fresh job, no file
+    assert shard_attempt(history, 2) == (1, [])  # attempt 1 was killed: it again
+    failure = {"attempt": 1, "seed": [7, 0, 1], "problem": "R-hat 1.3 > 1.05"}
+    history.write_text(json.dumps(failure) + "\n")
+    assert shard_attempt(history, 2) == (2, [failure])
+    assert shard_attempt(history, 3) == (2, [failure])  # attempt 2 was killed: it again
+    assert shard_attempt(history, 1) == (1, [])  # a fresh job starts the history afresh
+    success = {"attempt": 2, "seed": [7, 0, 2], "problem": None}  # killed before writing
+    history.write_text("".join(json.dumps(r) + "\n" for r in (failure, success)))
+    assert shard_attempt(history, 3) == (2, [failure])
+    assert shard_attempt(None, 3) == (3, [])  # no history kept: Snakemake's counter
