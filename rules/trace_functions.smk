@@ -57,7 +57,10 @@ def unit_inputs(wildcards):
             f"config, and that model's graph {graph} is gone; delete {CACHE}/traces/ "
             "(plans, units and claims) so that the configured models are re-planned"
         )
-    return {"source": path, "graph": graph}
+    return {
+        "source": path,
+        "graph": ancient(graph),
+    }  # content-addressed: see docs/cache.md
 
 
 def unit_plan_entry(wildcards):
@@ -75,9 +78,9 @@ def stitch_inputs(wildcards):
             raise
         units = []  # reported at parse time; the real run re-plans
     return {
-        "graph": f"{CACHE}/graphs/{wildcards.spec}.h5",
+        "graph": ancient(f"{CACHE}/graphs/{wildcards.spec}.h5"),  # content-addressed
         "plan": plan,
-        "units": [f"{CACHE}/traces/units/{u.key}.h5" for u in units],
+        "units": [ancient(f"{CACHE}/traces/units/{u.key}.h5") for u in units],
     }
 
 

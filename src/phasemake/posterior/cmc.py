@@ -45,6 +45,7 @@ from phasemake.posterior.refine import (
     resample,
 )
 from phasemake.posterior.sampling import (
+    ImproperPosteriorError,
     NUTSSettings,
     ShardQualityError,
     read_shard,
@@ -260,6 +261,12 @@ def sample_shard(
             attempt,
         )
     before = "".join(f"; attempt {r['attempt']}: {r['problem']}" for r in earlier)
+    improper = [r for r in earlier if r.get("improper")]
+    if improper:  # a plateau: another seed cannot help, so the retry stops at once
+        raise ImproperPosteriorError(
+            f"{where}: not sampled again: attempt {improper[0]['attempt']} found an improper "
+            f"posterior, which another seed cannot fix: {improper[0]['problem']}"
+        )
     if attempt > attempts:
         raise ShardQualityError(
             f"{where}: attempt {attempt} but cmc.retries allows {attempts - 1} retries{before}"
@@ -296,9 +303,18 @@ def sample_shard(
             pad_rows=-(-obs.n_rows // shards),  # every shard: one shape, one program
         )
     except ShardQualityError as err:
-        _record_attempt(history, [*earlier, {**record, "problem": str(err)}])
+        plateau = isinstance(err, ImproperPosteriorError)
+        _record_attempt(history, [*earlier, {**record, "problem": str(err), "improper": plateau}])
+        if plateau:
+            raise ImproperPosteriorError(
+                f"{where} failed its quality gates on attempt {attempt} of {attempts}: {err}"
+                f"{before}; no retry: another seed cannot make an improper posterior proper"
+            ) from None
         if attempt >= attempts:
-            retry = "no retries left: raise cmc.warmup or cmc.retries, or check the model"
+            retry = (
+                "no retries left: raise cmc.warmup or cmc.retries; if a parameter's draws "
+                "drift far from the NLSQ estimate, give it a prior (cmc.prior) or fix it"
+            )
         elif job_attempt < attempts:
             retry = "Snakemake retries it with a new seed"
         else:

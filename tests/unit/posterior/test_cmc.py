@@ -97,3 +97,29 @@ def test_a_shard_attempt_counts_recorded_gate_failures_not_job_starts(tmp_path):
     history.write_text("".join(json.dumps(r) + "\n" for r in (failure, success)))
     assert shard_attempt(history, 3) == (2, [failure])
     assert shard_attempt(None, 3) == (3, [])  # no history kept: Snakemake's counter
+
+
+def test_an_improper_posterior_is_not_sampled_again(tmp_path):
+    import json
+
+    from phasemake.posterior.cmc import sample_shard
+    from phasemake.posterior.sampling import ImproperPosteriorError
+
+    history = tmp_path / "shard0.attempts.jsonl"
+    found = "mig runs off towards +∞ on the log scale: ... cmc.prior.mig: {lognormal: ...}"
+    record = {"attempt": 1, "problem": found, "improper": True}
+    history.write_text(json.dumps(record) + "\n")
+    # Snakemake's retry (attempt 2) stops before reading any file: no data, no sampling
+    with pytest.raises(ImproperPosteriorError, match="not sampled again: attempt 1 found an"):
+        sample_shard(
+            None,
+            "no-data.h5",
+            "no-fit.json",
+            "out.h5",
+            cmc={"seed": 1},
+            index=0,
+            shards=2,
+            attempt=2,
+            attempts=3,
+            history=history,
+        )
