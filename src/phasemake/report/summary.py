@@ -43,6 +43,7 @@ __all__ = [
     "find_results",
     "format_table",
     "summary_text",
+    "watterson_theta",
 ]
 
 
@@ -137,6 +138,41 @@ def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
+#: The normal quantile of a central 95% interval.
+_Z95 = 1.959963984540054
+
+
+def watterson_theta(fit: dict[str, Any]) -> tuple[float, float, list[float]] | None:
+    """θ = 4Neμ per site of an SFS fit, ``2 · mutation / coal``: with ``coal`` the rate at
+    which a pair of lineages coalesces (1/(2Ne) per generation) and ``mutation`` the
+    expected mutations per site per unit of time, a pair's expected differences per site
+    is ``2 · mutation / coal`` = 4Neμ. Returns the estimate, its standard error and 95%
+    interval (delta method on the log scale), or ``None`` without both parameters.
+
+    Examples
+    --------
+    >>> fit = {"parameters": {"coal": {"estimate": 1.0, "fixed": True},
+    ...                       "mutation": {"estimate": 0.001, "fixed": False}},
+    ...        "free": ["mutation"], "log_covariance": [[0.0004]]}
+    >>> estimate, se, _ = watterson_theta(fit)
+    >>> round(estimate, 12), round(se, 12)
+    (0.002, 4e-05)
+    """
+    params = fit["parameters"]
+    if "mutation" not in params or "coal" not in params:
+        return None
+    estimate = 2 * params["mutation"]["estimate"] / params["coal"]["estimate"]
+    free = list(fit.get("free", []))
+    cov = np.asarray(fit.get("log_covariance", [[0.0]]))
+    grad = np.zeros(len(free))  # d log θ / d log(free parameters)
+    for name, sign in (("mutation", 1.0), ("coal", -1.0)):
+        if name in free:
+            grad[free.index(name)] = sign
+    log_se = float(np.sqrt(max(grad @ cov @ grad, 0.0))) if len(free) else 0.0
+    interval = [estimate * math.exp(-_Z95 * log_se), estimate * math.exp(_Z95 * log_se)]
+    return estimate, estimate * log_se, interval
+
+
 def _status(result: AnalysisResult) -> str:
     fit = result.fit
     state = "converged" if fit["converged"] else f"NOT converged ({fit['status']})"
@@ -162,6 +198,10 @@ def summary_text(results: Sequence[AnalysisResult]) -> str:
             blocks.append(f"{r.name}: not fitted yet (no nlsq/fit.json)")
             continue
         header, rows = _rows(r)
+        theta = watterson_theta(r.fit)
+        if theta is not None:
+            est, se, (lo, hi) = theta
+            rows.append(["θ=4Neμ/site", est, se, _interval(lo, hi)] + [""] * (len(header) - 4))
         blocks.append(f"{r.name}: {_status(r)}\n{format_table(header, rows)}")
     return "\n\n".join(blocks) if blocks else "no analyses found"
 

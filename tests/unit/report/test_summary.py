@@ -99,3 +99,24 @@ def test_cli_summary_and_export(tmp_path, capsys):
     assert (tmp_path / "times" / "export" / "posterior.nc").is_file()
     assert main(["summary", "missing", "--results", str(tmp_path)]) == 2
     assert "no results for analysis 'missing'" in capsys.readouterr().err
+
+
+def test_sfs_fits_also_show_theta_per_site(tmp_path):
+    # θ = 4Neμ = 2 mutation / coal; se and interval from the log-scale covariance
+    fit = {
+        **FIT,
+        "parameters": {
+            "coal": {"estimate": 2.0, "se": 0.0, "fixed": True},
+            "mutation": {"estimate": 0.003, "se": 0.0003, "fixed": False, "wald95": [1, 2]},
+        },
+        "free": ["mutation"],
+        "log_covariance": [[0.01]],
+    }
+    path = tmp_path / "sfs" / "nlsq" / "fit.json"
+    write_json_artefact(path, kind="phasemake.fit", version=1, payload=fit)
+    line = next(
+        x for x in summary_text(find_results(tmp_path)).splitlines() if x.startswith("θ=4Neμ")
+    )
+    lo, hi = 0.003 * np.exp(-1.959963984540054 * 0.1), 0.003 * np.exp(1.959963984540054 * 0.1)
+    assert line.split()[1:3] == ["0.003", "0.0003"]
+    assert f"[{lo:.4g}, {hi:.4g}]" in line
