@@ -162,3 +162,21 @@ def test_a_deleted_nlsq_chunk_makes_the_next_run_redo_its_pass(finished, copy, a
             mirror = copy.root / path.relative_to(finished.root)
             assert mirror.read_bytes() == path.read_bytes(), path
     assert copy.planned("accumulate_chunk") == 0
+
+
+def test_a_cache_file_with_a_new_mtime_reruns_nothing(copy):
+    """Finding 10: a graph, unit or trace written again with the same content (by another
+    workflow on a shared cache, or touched) has a new mtime and nothing else: no job of
+    this workflow runs again, and the fit keeps its bytes."""
+    fit = copy.root / FIT
+    before = fit.stat().st_mtime_ns, fit.read_bytes()
+    later = fit.stat().st_mtime + 60
+    for path in [
+        copy.root / f"cache/graphs/{SIX}.h5",
+        copy.root / f"cache/traces/{SIX}.h5",
+        *(copy.root / "cache/traces/units").glob("*.h5"),
+    ]:
+        os.utime(path, (later, later))
+    assert "Nothing to be done" in _out(copy.snakemake("-n", *TARGETS))
+    run(copy)
+    assert (fit.stat().st_mtime_ns, fit.read_bytes()) == before
