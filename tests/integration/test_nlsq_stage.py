@@ -140,13 +140,21 @@ def test_killed_run_resumes_at_its_pass(finished, tmp_path):
 
 
 def test_bad_data_file_fails_with_the_row_and_column(workflow):
+    # a bad row among the first 100 fails at parse time, naming the config key
     (workflow.root / "times.csv").write_text("time,censored\n1.5,0\n-2,0\n")
     bad = {**CONFIG, "analyses": {"times": {**ANALYSIS, "data": {"file": "times.csv"}}}}
     workflow.write_config(bad)
+    proc = workflow.snakemake("-n", check=False)
+    assert proc.returncode != 0
+    expected = "times.csv: row 2, column 'time': -2.0 — expected a time >= 0"
+    assert f"analyses.times.data.file: {expected}" in proc.stdout + proc.stderr
+    # one further down fails in the data job, which reads every row
+    rows = "".join(f"{1 + i / 100},0\n" for i in range(150))
+    (workflow.root / "times.csv").write_text(f"time,censored\n{rows}-2,0\n")
     proc = workflow.snakemake("--cores", "1", check=False)
     assert proc.returncode != 0
     log = (workflow.root / "logs/prepare_observations/times.log").read_text()
-    assert "times.csv: row 2, column 'time': -2.0 — expected a time >= 0" in log
+    assert "times.csv: row 151, column 'time': -2.0 — expected a time >= 0" in log
     # a missing file or an unknown parameter name fails at parse time
     bad["analyses"]["times"]["data"] = {"file": "nope.csv"}
     workflow.write_config(bad)

@@ -455,8 +455,7 @@ def observation_moments(obs: Observations) -> dict[str, float]:
         t = np.asarray(cols["time"], dtype=np.float64)
         w = np.asarray(cols.get("weight", np.ones_like(t)), dtype=np.float64)
         return {"mean_time": float(w @ t / w.sum()), "rows": len(t)}
-    counts = np.stack([cols[k] for k in cols if k.startswith("xi_")], axis=1)
-    return {"segregating": float(counts.sum()), "sites": float(np.sum(cols["sites"]))}
+    return {"segregating": float(np.sum(cols["counts"])), "sites": float(np.sum(cols["sites"]))}
 
 
 def write_observations(

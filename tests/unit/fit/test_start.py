@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phasemake import build_graph, compile_trace
-from phasemake.data.observations import Observations, observation_moments
+from phasemake.data.observations import Observations, observation_moments, validate
 from phasemake.fit.analysis import model_for
 from phasemake.fit.start import start_values
 from phasemake.models import block_counting, kingman
@@ -45,8 +45,8 @@ def test_sfs_start_is_wattersons_estimator():
     graph = build_graph(block_counting, n=n)
     trace = compile_trace(graph)
     xi = np.array([[40, 20, 13, 10, 8, 7, 5], [38, 22, 12, 9, 9, 6, 6]], dtype=float)
-    cols = {"sites": np.array([1e4, 2e4])} | {f"xi_{i + 1}": xi[:, i] for i in range(n - 1)}
-    moments = observation_moments(Observations("sfs", cols))
+    obs = validate("sfs", {"sites": np.array([1e4, 2e4]), "counts": xi}, source="test")
+    moments = observation_moments(obs)
     assert moments == {"segregating": xi.sum(), "sites": 3e4}
     start = start_values("sfs", trace, graph.states, moments, initial={}, fixed={"coal": 1.0})
     a_n = sum(1 / i for i in range(1, n))
