@@ -49,8 +49,9 @@ CONFIG = {
                 }
             },
             "chunks": 1,
-            # stopped after 2 passes: the report must flag an unconverged fit
-            "nlsq": {"fixed": {"coal": 1.0}, "max_iterations": 2},
+            # stopped after 2 passes: the report must flag an unconverged fit (a start far
+            # from the data's scale, given, since the default start is Watterson's estimate)
+            "nlsq": {"fixed": {"coal": 1.0}, "initial": {"mutation": 1.0}, "max_iterations": 2},
             "cmc": {"enabled": False},
         },
     },
