@@ -370,6 +370,11 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
                 f"{where}.cmc.shards = {shards} but the simulation has {size} rows; "
                 f"expected at most {size}"
             )
+        if "simulate" in data and data.get("truth"):
+            raise PhasemakeError(
+                f"{where}.data.truth: only for data from a file; the truth of a simulation "
+                f"is its data.simulate.theta (remove {where}.data.truth)"
+            )
         for p in data.get("truth", {}):
             if p not in names:
                 raise PhasemakeError(

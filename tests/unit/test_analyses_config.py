@@ -24,11 +24,14 @@ def _config(data):
 def test_truth_is_for_file_data_only():
     validator = jsonschema.Draft202012Validator(SCHEMA)
     validator.validate(_config({"file": "t.csv", "truth": {"coal": 1.0}}))
-    sim = {"simulate": {"theta": {"coal": 1.0}, "seed": 1}, "truth": {"coal": 1.0}}
-    with pytest.raises(jsonschema.ValidationError):
-        validator.validate(_config(sim))
     with pytest.raises(jsonschema.ValidationError):  # a rate: positive
         validator.validate(_config({"file": "t.csv", "truth": {"coal": 0}}))
+    sim = {"simulate": {"theta": {"coal": 1.0}, "seed": 1}, "truth": {"coal": 1.0}}
+    models = resolve_model_specs(MODELS)
+    with pytest.raises(PhasemakeError, match=r"analyses\.a\.data\.truth: only for data from a"):
+        check_analyses(_config(sim)["analyses"], models)
+    sim["truth"] = {}  # the default: nothing to say
+    check_analyses(_config(sim)["analyses"], models)
 
 
 def test_truth_names_are_the_models_parameters(tmp_path):
