@@ -176,7 +176,8 @@ def watterson_theta(fit: dict[str, Any]) -> tuple[float, float, list[float]] | N
 def _status(result: AnalysisResult) -> str:
     fit = result.fit
     state = "converged" if fit["converged"] else f"NOT converged ({fit['status']})"
-    line = f"NLSQ {state} after {fit['passes']} passes"
+    passes = fit["passes"]
+    line = f"NLSQ {state} after {passes} pass{'' if passes == 1 else 'es'}"
     post = result.posterior
     if post is None:
         return line + "; no posterior"
