@@ -48,12 +48,15 @@ class Workflow:
         return {p.stem: p.stat().st_mtime_ns for p in (self.root / "cache/graphs").glob("*.h5")}
 
 
-@pytest.fixture
-def workflow(tmp_path: Path) -> Workflow:
+def copy_workflow(root: Path) -> Workflow:
+    """A copy of the workflow's files (:data:`WORKFLOW_PARTS`) in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
     for part in WORKFLOW_PARTS:
         src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / part)
-        else:
-            shutil.copy2(src, tmp_path / part)
-    return Workflow(tmp_path)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / part)
+    return Workflow(root)
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Workflow:
+    return copy_workflow(tmp_path)

@@ -19,7 +19,7 @@ import pytest
 
 import phasemake
 from phasemake.models import kingman, two_deme
-from tests.integration.conftest import Workflow
+from tests.integration.conftest import Workflow, copy_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +56,7 @@ def run(wf: Workflow, *args: str, check: bool = True):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One run of the tiny config, copied by each test."""
-    from tests.conftest import REPO
-    from tests.integration.conftest import WORKFLOW_PARTS
-
-    root = tmp_path_factory.mktemp("integrity")
-    for part in WORKFLOW_PARTS:
-        src = REPO / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / part)
-    wf = Workflow(root)
+    wf = copy_workflow(tmp_path_factory.mktemp("integrity"))
     wf.write_config(CONFIG)
     run(wf)
     return wf

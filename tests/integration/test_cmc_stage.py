@@ -57,13 +57,9 @@ CMC = "results/times/cmc"
 
 
 def _copy(root):
-    from tests.conftest import REPO
-    from tests.integration.conftest import WORKFLOW_PARTS, Workflow
+    from tests.integration.conftest import copy_workflow
 
-    for part in WORKFLOW_PARTS:
-        src = REPO / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / part)
-    return Workflow(root)
+    return copy_workflow(root)
 
 
 def _config(**cmc):

@@ -53,14 +53,9 @@ def passes(root):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One --cores 2 run of the tiny config (shared by the tests that only read it)."""
-    from tests.conftest import REPO
-    from tests.integration.conftest import WORKFLOW_PARTS, Workflow
+    from tests.integration.conftest import copy_workflow
 
-    root = tmp_path_factory.mktemp("nlsq")
-    for part in WORKFLOW_PARTS:
-        src = REPO / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / part)
-    wf = Workflow(root)
+    wf = copy_workflow(tmp_path_factory.mktemp("nlsq"))
     wf.write_config(CONFIG)
     wf.snakemake("--cores", "2")
     return wf

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -22,8 +21,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.conftest import REPO
-from tests.integration.conftest import WORKFLOW_PARTS, Workflow
+from tests.integration.conftest import Workflow, copy_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +46,10 @@ def _config(cache: Path) -> dict:
 
 def _workflow(root: Path, cache: Path) -> Workflow:
     """A fresh copy of the workflow, as a new checkout: every file modified now."""
-    root.mkdir(parents=True)
-    for part in WORKFLOW_PARTS:
-        src = REPO / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / part)
+    wf = copy_workflow(root)
     now = time.time()
     for path in root.rglob("*"):
         os.utime(path, (now, now))
-    wf = Workflow(root)
     wf.write_config(_config(cache))
     return wf
 
