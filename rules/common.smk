@@ -160,16 +160,12 @@ def _observations_mb(wildcards):
 
 
 def _model_files(wildcards):
-    """Graph and trace files of the analysis's model, flagged ancient: they are
-    content-addressed (a rebuilt graph or trace has the same content under the same
-    name), so a newer modification time (a rebuild, another workflow on a shared cache)
-    never re-runs the data, NLSQ or CMC jobs that read them; a missing one still does
-    (docs/cache.md)."""
+    """Graph and trace files of the analysis's model. Not ancient(): with Snakemake 9.27 an
+    ancient() input made by a job of the same run can drop the jobs that read it from the
+    DAG (the run ends "done" without them); a file rewritten with the same content is
+    not re-run anyway, since Snakemake compares input checksums (docs/cache.md)."""
     spec = MODELS[ANALYSES[wildcards.analysis]["model"]].spec
-    return {
-        "graph": ancient(f"{CACHE}/graphs/{spec}.h5"),
-        "trace": ancient(f"{CACHE}/traces/{spec}.h5"),
-    }
+    return {"graph": f"{CACHE}/graphs/{spec}.h5", "trace": f"{CACHE}/traces/{spec}.h5"}
 
 
 def _spec(wildcards):

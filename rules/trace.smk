@@ -1,7 +1,7 @@
 # Stage 2: per graph, a plan of work units (checkpoint), one job per unit, one stitch job.
 # Planning and stitching run in the main process; the unit jobs (seconds each) are grouped,
 # so that under SLURM many units share one job (group-components in profiles/slurm).
-# Cache outputs are update() and cache inputs ancient() (content-addressed: docs/cache.md).
+# Cache outputs are update(): never deleted before a job (docs/cache.md).
 
 
 include: "trace_functions.smk"
@@ -14,7 +14,7 @@ localrules:
 
 checkpoint plan_trace:
     input:
-        graph=ancient(f"{CACHE}/graphs/{{spec}}.h5"),
+        graph=f"{CACHE}/graphs/{{spec}}.h5",
     output:
         plan=update(f"{CACHE}/traces/{{spec}}/plan.json"),
     log:
