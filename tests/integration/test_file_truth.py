@@ -35,7 +35,10 @@ def test_truth_of_file_data_reaches_the_report_without_refitting(workflow):
     planned = proc.stdout + proc.stderr
     for rule in ("prepare_observations", "accumulate_sole_chunk", "step_nlsq", "summarise_nlsq"):
         assert rule not in planned, planned
+    observations = workflow.root / "results/t/data/observations.h5"
+    made = observations.stat().st_mtime_ns
     workflow.snakemake("--cores", "2", target)
+    assert observations.stat().st_mtime_ns == made  # not removed and made again
     page = (workflow.root / target).read_text()
     assert "true value" in page
     assert '<td class="good">1</td>' in page  # the truth, covered by NLSQ ± 1.96 se

@@ -166,6 +166,12 @@ def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations
     return simulate_sfs(expected, sites=sites, seed=sim["seed"])
 
 
+def _observed(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``data`` section less what does not make the observations (``truth``: what the
+    estimates are compared with)."""
+    return None if data is None else {k: v for k, v in data.items() if k != "truth"}
+
+
 def check_observations(
     path: str | os.PathLike[str],
     meta: dict[str, Any],
@@ -184,8 +190,8 @@ def check_observations(
     """
     from phasemake.core.errors import ArtefactError
 
-    made_from = meta.get("provenance", {}).get("data")
-    if data is not None and made_from != data:
+    made_from = _observed(meta.get("provenance", {}).get("data"))
+    if data is not None and made_from != _observed(data):
         raise ArtefactError(
             f"{path} was made from data {made_from}, but the config's data is {data}; "
             "delete it so it is rebuilt"
