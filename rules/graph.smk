@@ -9,6 +9,8 @@ include: "graph_functions.smk"
 rule build_graph:
     output:
         graph=update(f"{CACHE}/graphs/{{spec}}.h5"),
+    message:
+        "build_graph: graph of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     log:
         "logs/build_graph/{spec}.log",
     benchmark:

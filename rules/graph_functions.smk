@@ -5,6 +5,21 @@
 CONFIGURED_SPECS = "|".join(SPEC_MODELS)
 
 
+class _ModelNames:
+    """Job messages name graphs by model: ``"{MODEL_OF:{wildcards.spec}}"`` formats as
+    the config names of the models with that spec. (A message sees the workflow's globals
+    but not its functions; a param would re-run the job when a model is renamed.)"""
+
+    def __format__(self, spec):
+        names = [name for name, m in MODELS.items() if m.spec == spec]
+        if not names:
+            return "a model no longer in the config"
+        return ("model " if len(names) == 1 else "models ") + ", ".join(names)
+
+
+MODEL_OF = _ModelNames()
+
+
 def graph_files():
     """Every configured model's graph file."""
     return [f"{CACHE}/graphs/{spec}.h5" for spec in SPEC_MODELS]

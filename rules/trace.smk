@@ -17,6 +17,8 @@ checkpoint plan_trace:
         graph=f"{CACHE}/graphs/{{spec}}.h5",
     output:
         plan=update(f"{CACHE}/traces/{{spec}}/plan.json"),
+    message:
+        "plan_trace: trace units of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     log:
         "logs/plan_trace/{spec}.log",
     conda:
@@ -37,6 +39,8 @@ rule record_trace_unit:
         unpack(unit_inputs),
     output:
         unit=update(f"{CACHE}/traces/units/{{unit}}.h5"),
+    message:
+        "record_trace_unit: unit {wildcards.unit} of {UNIT_MODEL:{wildcards.unit}}"
     log:
         "logs/record_trace_unit/{unit}.log",
     benchmark:
@@ -60,6 +64,8 @@ rule stitch_trace:
         unpack(stitch_inputs),
     output:
         trace=update(f"{CACHE}/traces/{{spec}}.h5"),
+    message:
+        "stitch_trace: trace of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     log:
         "logs/stitch_trace/{spec}.log",
     benchmark:

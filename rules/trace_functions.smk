@@ -38,6 +38,21 @@ def _unit_source(unit):
     return path, read_claim(units_dir, unit)
 
 
+class _UnitModel:
+    """``"{UNIT_MODEL:{wildcards.unit}}"`` in a job message: the models of the plan that
+    claimed the unit (see :data:`MODEL_OF`)."""
+
+    def __format__(self, unit):
+        graph = _unit_source(unit)[1]["graph"]
+        spec = os.path.splitext(os.path.basename(graph))[0]
+        if spec in SPEC_MODELS:
+            return MODEL_OF.__format__(spec)
+        return f"the plan of spec {spec} (a model no longer in the config)"
+
+
+UNIT_MODEL = _UnitModel()
+
+
 def unit_inputs(wildcards):
     """The unit's claim manifest and the graph it names (the graph of the plan that
     claimed the unit first). The set never changes for a unit, whatever the config, so

@@ -65,7 +65,9 @@ def _cache_files(cache: Path) -> dict[str, tuple[int, int]]:
 
 def _jobs(out: str) -> dict[str, int]:
     """Jobs of each cache rule in a Snakemake log (rules, checkpoints, local or not)."""
-    return {rule: len(re.findall(rf"(?:rule|checkpoint) {rule}:", out)) for rule in CACHE_RULES}
+    return {
+        rule: len(re.findall(rf"(?:rule|checkpoint|Job \d+:) {rule}:", out)) for rule in CACHE_RULES
+    }
 
 
 def _planned(wf: Workflow) -> dict[str, int]:
@@ -78,8 +80,15 @@ def populated(tmp_path_factory) -> Path:
     """A cache filled by one run in a working directory of its own."""
     base = tmp_path_factory.mktemp("shared")
     cache = base / "cache"
-    _workflow(base / "first", cache).snakemake("--cores", "2")
+    proc = _workflow(base / "first", cache).snakemake("--cores", "2")
     assert (cache / "graphs").is_dir() and list((cache / "traces").glob("*.h5"))
+    # _jobs sees every cache job of a run that makes them (so its zeros below mean none)
+    assert _jobs(proc.stdout + proc.stderr) == {
+        "build_graph": 1,
+        "plan_trace": 1,
+        "record_trace_unit": 4,  # kingman n = 4: one unit per level, max_unit_cost 1
+        "stitch_trace": 1,
+    }
     return cache
 
 
