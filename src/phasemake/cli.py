@@ -130,13 +130,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import os
 
     from phasemake.configcheck import check_config_path
+    from phasemake.workflow import count_states
 
     schema = os.path.join(args.workflow, "config", "config.schema.yaml")
     path = args.configfile or os.path.join(args.workflow, "config", "config.yaml")
     start = time.perf_counter()
     config, models = check_config_path(path, schema_path=schema)
     for name, m in models.items():
-        print(f"model {name}: {m.callback} {m.params} -> spec {m.spec}")
+        n = count_states(m, bound=args.states)
+        size = f"{n} states" if n is not None else f"more than {args.states} states (not counted)"
+        print(f"model {name}: {m.callback} {m.params} -> spec {m.spec}, {size}")
     for name, a in config["analyses"].items():
         data = a["data"]
         source = data["file"] if "file" in data else "simulated"
@@ -213,6 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_check.add_argument(
         "--workflow", default=".", help="the workflow folder, for its config schema"
+    )
+    p_check.add_argument(
+        "--states",
+        type=int,
+        default=20_000,
+        help="explore each model's graph up to this many states (default: 20000)",
     )
     p_check.set_defaults(func=_cmd_check)
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from phasemake.configcheck import ConfigError, check_model_params
 from phasemake.core.artefact import atomic_path
-from phasemake.core.errors import ArtefactError, DataError, PhasemakeError
+from phasemake.core.errors import ArtefactError, DataError, GraphBuildError, PhasemakeError
 from phasemake.data.observations import check_data_head
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
@@ -23,11 +23,13 @@ from phasemake.graph.spechash import spec_hash
 __all__ = [
     "ModelSpec",
     "check_analyses",
+    "count_states",
     "data_rows",
     "discard_invalid_artefacts",
     "remember_artefacts",
     "resolve_chunks",
     "resolve_model_specs",
+    "sfs_classes",
 ]
 
 
@@ -325,6 +327,78 @@ def resolve_chunks(analyses: dict[str, dict[str, Any]]) -> set[str]:
     return small
 
 
+#: States that ``phasemake check`` explores per model before it stops counting.
+CHECK_STATES = 20_000
+
+
+def count_states(spec: ModelSpec, *, bound: int = CHECK_STATES) -> int | None:
+    """The number of states of a configured model, or ``None`` when it has more than
+    ``bound`` (the exploration stops there: the build job explores up to ``max_states``).
+
+    Raises
+    ------
+    PhasemakeError
+        Naming ``models.<name>.max_states`` when the model has more states than that cap
+        (found within ``bound``), or naming the model when its callback fails.
+
+    Examples
+    --------
+    >>> specs = resolve_model_specs(
+    ...     {"k": {"callback": "phasemake.models:kingman", "params": {"n": 5}}})
+    >>> count_states(specs["k"])
+    5
+    """
+    from phasemake.graph.build import build_graph
+
+    cap = min(bound, spec.max_states)
+    try:
+        return build_graph(spec.model, max_states=cap, **spec.params).n_vertices
+    except GraphBuildError as err:
+        if "has more than max_states=" not in str(err):
+            raise PhasemakeError(f"config models.{spec.name}: {err}") from err
+        if cap == spec.max_states:
+            raise PhasemakeError(
+                f"config models.{spec.name}.max_states = {spec.max_states}: the model has "
+                f"more states; raise models.{spec.name}.max_states if the state space is "
+                f"finite and fits in memory, or reduce models.{spec.name}.params"
+            ) from None
+        return None
+
+
+def sfs_classes(spec: ModelSpec, *, where: str) -> int:
+    """The number of SFS classes (n - 1) of a block-counting model, checked on its initial
+    states: the SFS rewards are ``state[i - 1]``, the lineages subtending ``i`` of the ``n``
+    samples, so every initial state must have length n >= 2 and ``sum (i + 1) state[i] = n``.
+
+    Raises
+    ------
+    PhasemakeError
+        Naming ``where`` and the model when a state does not have that shape.
+
+    Examples
+    --------
+    >>> specs = resolve_model_specs(
+    ...     {"k": {"callback": "phasemake.models:kingman", "params": {"n": 5}},
+    ...      "b": {"callback": "phasemake.models:block_counting", "params": {"n": 5}}})
+    >>> sfs_classes(specs["b"], where="analyses.a.observations")
+    4
+    >>> sfs_classes(specs["k"], where="analyses.a.observations")
+    Traceback (most recent call last):
+    ...
+    phasemake.core.errors.PhasemakeError: analyses.a.observations = 'sfs' needs ...
+    """
+    for state, _ in spec.model.initial_distribution(**spec.params):
+        n = len(state)
+        if n < 2 or sum((i + 1) * c for i, c in enumerate(state)) != n:
+            raise PhasemakeError(
+                f"{where} = 'sfs' needs a block-counting model (state[i-1] = lineages "
+                f"subtending i of the n samples, so that sum(i * state[i-1]) = n = the "
+                f"state's length), but model {spec.name!r} starts in state {list(state)}; "
+                "use phasemake.models:block_counting, or observations: absorption_times"
+            )
+    return n - 1
+
+
 def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:
     """Parse-time checks of the validated ``analyses:`` section against the models.
 
@@ -382,9 +456,12 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
                 )
         if "file" in data and not os.path.isfile(data["file"]):
             raise PhasemakeError(f"{where}.data.file = {data['file']!r} does not exist")
+        n_classes = None
+        if a["observations"] == "sfs":
+            n_classes = sfs_classes(models[a["model"]], where=f"{where}.observations")
         if "file" in data:
             try:  # the header and the first rows now; the data job reads the rest
-                check_data_head(data["file"], kind=a["observations"])
+                check_data_head(data["file"], kind=a["observations"], n_classes=n_classes)
             except DataError as err:
                 raise PhasemakeError(f"{where}.data.file: {err}") from None
         sim = data.get("simulate")

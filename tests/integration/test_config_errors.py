@@ -122,3 +122,17 @@ def test_bad_data_file_fails_at_parse_time(workflow, data, message):
     assert rc != 0
     assert "analyses.a.data.file: times.csv: " in out and message in out, out
     assert_short(out)
+
+
+def test_sfs_of_a_model_without_block_counting_states_fails_at_parse_time(workflow):
+    text = (
+        "cache: cache\nmodels:\n"
+        + KINGMAN
+        + "analyses:\n  a: {model: k, observations: sfs, data: {simulate: "
+        "{theta: {coal: 1.0, mutation: 1.0}, seed: 1, windows: 10}}}\n"
+    )
+    rc, out, _ = dry_run(workflow, text)
+    assert rc != 0
+    assert "analyses.a.observations = 'sfs' needs a block-counting model" in out, out
+    assert "use phasemake.models:block_counting, or observations: absorption_times" in out
+    assert_short(out)

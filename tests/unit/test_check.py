@@ -58,3 +58,42 @@ def test_cli_refuses_missing_and_unknown_params(capsys):
     assert main(["hash", "phasemake.models:kingman", "--param", "n=0"]) == 2
     assert "--param.n = 0: the initial distribution" in capsys.readouterr().err
     assert main(["hash", "phasemake.models:kingman", "--param", "n=6"]) == 0
+
+
+def _config(tmp_path, models: str, analyses: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"models:\n{models}analyses:\n{analyses}")
+    return ["check", "--workflow", str(REPO), "--configfile", str(path)]
+
+
+SIM = "data: {simulate: {theta: {coal: 1.0, mutation: 1.0}, seed: 1, windows: 10}}"
+
+
+def test_check_counts_states_and_refuses_a_small_max_states(tmp_path, capsys):
+    models = "  b: {callback: 'phasemake.models:block_counting', params: {n: 6}}\n"
+    args = _config(tmp_path, models, f"  a: {{model: b, observations: sfs, {SIM}}}\n")
+    assert main(args) == 0
+    assert "spec " in (out := capsys.readouterr().out) and ", 11 states" in out  # p(6) = 11
+    assert main([*args, "--states", "5"]) == 0
+    assert "more than 5 states (not counted)" in capsys.readouterr().out
+    capped = models.replace("n: 6}", "n: 6}, max_states: 10")
+    assert main(_config(tmp_path, capped, f"  a: {{model: b, observations: sfs, {SIM}}}\n")) == 2
+    err = capsys.readouterr().err
+    assert "config models.b.max_states = 10: the model has more states; raise" in err
+
+
+def test_sfs_needs_a_block_counting_model_and_its_classes(tmp_path, capsys):
+    models = (
+        "  k: {callback: 'phasemake.models:kingman', params: {n: 6}}\n"
+        "  b: {callback: 'phasemake.models:block_counting', params: {n: 4}}\n"
+    )
+    assert main(_config(tmp_path, models, f"  a: {{model: k, observations: sfs, {SIM}}}\n")) == 2
+    err = capsys.readouterr().err
+    assert "analyses.a.observations = 'sfs' needs a block-counting model" in err
+    assert "model 'k' starts in state [6]" in err
+    (tmp_path / "sfs.csv").write_text("sites,xi_1,xi_2,xi_3,xi_4\n100,4,2,1,1\n")
+    data = f"data: {{file: {tmp_path / 'sfs.csv'}}}"
+    assert main(_config(tmp_path, models, f"  a: {{model: b, observations: sfs, {data}}}\n")) == 2
+    err = capsys.readouterr().err
+    assert "analyses.a.data.file: " in err and "unknown column 'xi_4'" in err
+    assert "the model has n - 1 = 3 SFS classes" in err

@@ -229,6 +229,8 @@ def header_problem(names: list[str], kind: str, n_classes: int | None = None) ->
             problems.append(f"unknown column {n!r} ({hint})")
     if not problems:
         return None
+    if n_classes is not None and any("'xi_" in p for p in problems):
+        problems.append(f"the model has n - 1 = {n_classes} SFS classes")
     expected = "time, censored, weight" if kind == "absorption_times" else "sites,xi_1,...,xi_(n-1)"
     return "; ".join(problems) + f"; expected columns among {expected} (in any order)"
 
@@ -243,7 +245,9 @@ def _from_table(kind: str, names: list[str], table: np.ndarray, source: str) -> 
     return {"sites": table[:, names.index("sites")], "counts": table[:, order]}
 
 
-def check_data_head(path: str | os.PathLike[str], *, kind: str, rows: int = 100) -> None:
+def check_data_head(
+    path: str | os.PathLike[str], *, kind: str, n_classes: int | None = None, rows: int = 100
+) -> None:
     """Parse-time check of a text data file: its header and its first ``rows`` rows, read and
     validated as the data job will (the rest is checked there). Other formats are left to
     the data job.
@@ -255,10 +259,13 @@ def check_data_head(path: str | os.PathLike[str], *, kind: str, rows: int = 100)
     """
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv", ".tab", ".txt"):
-        validate(kind, _read_text(path, kind, max_rows=rows), source=str(path))
+        cols = _read_text(path, kind, max_rows=rows, n_classes=n_classes)
+        validate(kind, cols, source=str(path), n_classes=n_classes)
 
 
-def _read_text(path: Path, kind: str, *, max_rows: int | None = None) -> dict:
+def _read_text(
+    path: Path, kind: str, *, max_rows: int | None = None, n_classes: int | None = None
+) -> dict:
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with open(path, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
@@ -266,7 +273,7 @@ def _read_text(path: Path, kind: str, *, max_rows: int | None = None) -> dict:
         if header is None:
             raise DataError(f"{path}: empty file; expected a header row and data rows")
         names = [h.strip() for h in header]
-        problem = header_problem(names, kind)
+        problem = header_problem(names, kind, n_classes)
         if problem:
             raise DataError(f"{path}: header {','.join(names)}: {problem}")
         rows = []
@@ -329,7 +336,7 @@ def read_data_file(
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".tab", ".txt"):
-            cols = _read_text(path, kind)
+            cols = _read_text(path, kind, n_classes=n_classes)
         elif suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
             if kind == "absorption_times" and arr.ndim == 1:

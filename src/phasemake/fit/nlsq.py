@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from phasemake.fit.identifiability import fit_warnings
 from phasemake.fit.state import Accumulator
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ if TYPE_CHECKING:
 __all__ = ["LMSettings", "covariance", "fit_in_memory", "fit_summary", "lm_update"]
 
 MAX_DAMPING = 1e16
+#: How far (log scale) a parameter may move from the fit's start before the fit stops as a
+#: runaway: a factor 10⁴. The start is already on the data's scale (phasemake.fit.start), so
+#: a step beyond it follows a plateau of the likelihood towards 0 or ∞, where rates would
+#: soon outgrow any evaluation budget.
+RUNAWAY_LOG = float(np.log(1e4))
 #: Relative χ² difference treated as a tie (sums of many terms round at ~1e-16 each).
 TIE = 1e-13
 
@@ -112,6 +118,7 @@ def lm_update(
     ('running', 0.999)
     """
     k = 0 if previous is None else previous["iteration"] + 1
+    start = np.asarray(phi if previous is None else previous.get("start", previous["best"]["phi"]))
     chi2 = float(acc.chi2)
     reason = None
     if previous is None:
@@ -162,6 +169,17 @@ def lm_update(
         if size <= settings.xtol * (float(np.linalg.norm(best_phi)) + settings.xtol):
             reason = f"xtol: step {size:.3g} <= xtol (|φ| + xtol)"
     status = "converged" if reason else "running"
+    runaway = []
+    if step is not None and status == "running":
+        moved = best_phi + step - start
+        runaway = [[i, 1 if moved[i] > 0 else -1] for i in np.flatnonzero(abs(moved) > RUNAWAY_LOG)]
+        if runaway:
+            status = "stopped"
+            reason = (
+                "runaway: the next step would move log θ"
+                + ", ".join(f"[{i}] by {moved[i]:+.3g}" for i, _ in runaway)
+                + f" from the start (limit ±{RUNAWAY_LOG:.3g}, a factor 10⁴): a plateau"
+            )
     if status == "running" and damping > MAX_DAMPING:
         status, reason = "stopped", f"damping exceeded {MAX_DAMPING:g}: no decrease found"
     if status == "running" and k + 1 >= settings.max_iterations:
@@ -176,6 +194,8 @@ def lm_update(
         "gradient_cosine": cosine,
         "next": None if status != "running" else [float(x) for x in best_phi + step],
         "history": history,
+        "start": [float(x) for x in start],
+        "runaway": [[int(i), int(sign)] for i, sign in runaway],
     }
 
 
@@ -197,7 +217,8 @@ def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any
 
     Each free parameter has ``se`` (the delta-method standard error of θ) and ``wald95``,
     the 95% Wald interval computed on log θ (the scale of the fit) and mapped back, so it
-    stays positive: ``exp(log θ̂ ± 1.96 se(log θ̂))``."""
+    stays positive: ``exp(log θ̂ ± 1.96 se(log θ̂))``. ``warnings`` lists, as sentences,
+    the parameters the data barely identify (:func:`phasemake.fit.identifiability.fit_warnings`)."""
     cov_phi, s2 = covariance(state, scale_known=model.scale_known)
     phi = np.asarray(state["best"]["phi"])
     theta = np.exp(phi)
@@ -230,6 +251,14 @@ def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any
         "converged": state["status"] == "converged",
         "reason": state["reason"],
         "history": state["history"],
+        "warnings": fit_warnings(
+            model.par.free_names,
+            phi,
+            cov_phi,
+            status=state["status"],
+            reason=state["reason"],
+            runaway=state.get("runaway", []),
+        ),
     }
 
 

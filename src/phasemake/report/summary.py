@@ -203,7 +203,10 @@ def summary_text(results: Sequence[AnalysisResult]) -> str:
         if theta is not None:
             est, se, (lo, hi) = theta
             rows.append(["θ=4Neμ/site", est, se, _interval(lo, hi)] + [""] * (len(header) - 4))
-        blocks.append(f"{r.name}: {_status(r)}\n{format_table(header, rows)}")
+        block = f"{r.name}: {_status(r)}\n{format_table(header, rows)}"
+        for warning in r.fit.get("warnings", []):
+            block += f"\nwarning: {warning}"
+        blocks.append(block)
     return "\n\n".join(blocks) if blocks else "no analyses found"
 
 
@@ -233,7 +236,11 @@ def closing_lines(results: Sequence[AnalysisResult]) -> list[str]:
                 parts.append(f"{name} {_num(q['mean'])} {_interval(lo, hi)}")
             else:
                 parts.append(f"{name} {_num(p['estimate'])} {_interval(*p.get('wald95', []))}")
-        lines.append(f"{r.name}: {', '.join(parts)} ({_status(r)})")
+        line = f"{r.name}: {', '.join(parts)} ({_status(r)})"
+        warned = len(r.fit.get("warnings", []))
+        if warned:
+            line += f"; {warned} warning{'' if warned == 1 else 's'}: phasemake summary {r.name}"
+        lines.append(line)
     return lines
 
 

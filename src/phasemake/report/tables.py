@@ -154,6 +154,7 @@ def estimates_table(
         ["NLSQ", f"{status} after {fit['passes']} passes: {fit['reason']}"],
         ["χ² at the estimate", f"{fit['chi2']:.6g} over {fit['count']:.0f} rows/cells"],
     ]
+    lines += [["warning", _flag(False, w)] for w in fit.get("warnings", [])]
     if posterior:
         how = f"{posterior['rule']} consensus of {posterior['shards']} shard(s)"
         refinement = posterior.get("refinement")

@@ -85,7 +85,7 @@ def test_bad_sfs_files(tmp_path):
     with pytest.raises(DataError, match=r"row 2, column 'xi_1': 2.5 — expected a non-negative"):
         read_data_file(path, kind="sfs", n_classes=2)
     path.write_text("sites,xi_1,xi_2\n100,3,1\n")
-    with pytest.raises(DataError, match=r"2 SFS classes per row; the model has n-1 = 3"):
+    with pytest.raises(DataError, match=r"no 'xi_3' column; the model has n - 1 = 3 SFS classes"):
         read_data_file(path, kind="sfs", n_classes=3)
     path.write_text("sites,xi_2\n100,3\n")
     with pytest.raises(DataError, match="sites,xi_1"):
