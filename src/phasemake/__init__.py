@@ -33,6 +33,8 @@ from phasemake.trace.units import UnitPlan, plan_units, record_unit, stitch_unit
 # build graphs or record trace units do not pay for importing JAX.
 _LAZY = {
     "Trace": "trace.evaluator",
+    "EpochTrace": "trace.epochtrace",
+    "epochs": "trace.epochs",
     "claim_path": "trace.files",
     "claim_unit": "trace.files",
     "read_claim": "trace.files",
@@ -85,6 +87,7 @@ __all__ = [
     "ArtefactError",
     "CacheEntry",
     "DataError",
+    "EpochTrace",
     "Graph",
     "GraphBuildError",
     "GraphCache",
@@ -108,6 +111,7 @@ __all__ = [
     "claim_unit",
     "combine",
     "compile_trace",
+    "epochs",
     "expected_rewards",
     "expected_time",
     "explain_spec",
