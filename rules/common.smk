@@ -10,6 +10,7 @@ from snakemake.utils import min_version, validate
 from phasemake.configcheck import check_config
 from phasemake.report.summary import closing_lines, find_results
 from phasemake.workflow import (
+    attach_histories,
     check_analyses,
     discard_invalid_artefacts,
     remember_artefacts,
@@ -35,6 +36,9 @@ for _name, _m in MODELS.items():
 
 ANALYSES = config["analyses"]
 check_analyses(ANALYSES, MODELS)
+attach_histories(
+    ANALYSES, MODELS
+)  # an analysis of a model with a history fits the history
 # chunks: auto -> a number, from the size of the data; and the analyses with one small chunk
 SMALL_CHUNK = resolve_chunks(ANALYSES)
 

@@ -9,8 +9,6 @@ include: "graph_functions.smk"
 rule build_graph:
     output:
         graph=update(f"{CACHE}/graphs/{{spec}}.h5"),
-    message:
-        "build_graph: graph of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     log:
         "logs/build_graph/{spec}.log",
     benchmark:
@@ -30,5 +28,7 @@ rule build_graph:
         callback=spec_callback,
         model_params=spec_params,
         max_states=spec_max_states,
+    message:
+        "build_graph: graph of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     script:
         "../scripts/build_graph.py"

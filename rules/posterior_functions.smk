@@ -62,12 +62,16 @@ def posterior_files():
 
 
 def analysis_model(wildcards):
-    """What the observation model needs: the kind and the NLSQ initial and fixed values."""
+    """What the observation model needs: the kind, the NLSQ initial and fixed values, and
+    the model's history if it has one."""
     a = ANALYSES[wildcards.analysis]
-    return {
+    model = {
         "observations": a["observations"],
         "nlsq": {k: a["nlsq"][k] for k in ("initial", "fixed")},
     }
+    if a.get("history"):
+        model["history"] = a["history"]
+    return model
 
 
 #: The cmc keys that choose S (the rest do not change the plan).

@@ -17,8 +17,6 @@ checkpoint plan_trace:
         graph=f"{CACHE}/graphs/{{spec}}.h5",
     output:
         plan=update(f"{CACHE}/traces/{{spec}}/plan.json"),
-    message:
-        "plan_trace: trace units of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     log:
         "logs/plan_trace/{spec}.log",
     conda:
@@ -30,6 +28,8 @@ checkpoint plan_trace:
     params:
         max_unit_cost=config["traces"]["max_unit_cost"],
         units_dir=f"{CACHE}/traces/units",
+    message:
+        "plan_trace: trace units of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     script:
         "../scripts/plan_trace.py"
 
@@ -39,8 +39,6 @@ rule record_trace_unit:
         unpack(unit_inputs),
     output:
         unit=update(f"{CACHE}/traces/units/{{unit}}.h5"),
-    message:
-        "record_trace_unit: unit {wildcards.unit} of {UNIT_MODEL:{wildcards.unit}}"
     log:
         "logs/record_trace_unit/{unit}.log",
     benchmark:
@@ -55,6 +53,8 @@ rule record_trace_unit:
         runtime=unit_runtime,
     params:
         plan_entry=unit_plan_entry,
+    message:
+        "record_trace_unit: unit {wildcards.unit} of {UNIT_MODEL:{wildcards.unit}}"
     script:
         "../scripts/record_trace_unit.py"
 
@@ -64,8 +64,6 @@ rule stitch_trace:
         unpack(stitch_inputs),
     output:
         trace=update(f"{CACHE}/traces/{{spec}}.h5"),
-    message:
-        "stitch_trace: trace of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     log:
         "logs/stitch_trace/{spec}.log",
     benchmark:
@@ -76,5 +74,7 @@ rule stitch_trace:
     resources:
         mem_mb=loaded_mem_mb,
         runtime=loaded_runtime,
+    message:
+        "stitch_trace: trace of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     script:
         "../scripts/stitch_trace.py"

@@ -374,7 +374,12 @@ def check_config_path(
     """
     import yaml
 
-    from phasemake.workflow import check_analyses, resolve_chunks, resolve_model_specs
+    from phasemake.workflow import (
+        attach_histories,
+        check_analyses,
+        resolve_chunks,
+        resolve_model_specs,
+    )
 
     check_config_file(path)
     with open(path, encoding="utf-8") as f:
@@ -384,5 +389,6 @@ def check_config_path(
         fill_defaults(config, yaml.safe_load(f))
     models = resolve_model_specs(config["models"])
     check_analyses(config["analyses"], models)
+    attach_histories(config["analyses"], models)
     resolve_chunks(config["analyses"])
     return config, models

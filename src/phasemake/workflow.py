@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from phasemake.configcheck import ConfigError, check_model_params
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, DataError, GraphBuildError, PhasemakeError
+from phasemake.core.expressions import check_expression
 from phasemake.data.observations import check_data_head
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
@@ -22,7 +23,9 @@ from phasemake.graph.spechash import spec_hash
 
 __all__ = [
     "ModelSpec",
+    "attach_histories",
     "check_analyses",
+    "check_history",
     "count_states",
     "data_rows",
     "discard_invalid_artefacts",
@@ -42,6 +45,64 @@ class ModelSpec(NamedTuple):
     max_states: int
     spec: str
     model: Model
+    history: dict[str, Any] | None = None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """What the analyses fit: the history's parameters, else the callback's."""
+        if self.history:
+            return tuple(self.history["parameters"])
+        return tuple(self.model.parameters)
+
+
+def check_history(name: str, history: dict[str, Any], model: Model) -> None:
+    """Parse-time check of ``models.<name>.history`` (no JAX): K-1 boundaries for K epochs,
+    rates named after the callback's, and every expression allowed and in the history's
+    parameters (:mod:`phasemake.core.expressions`).
+
+    Raises
+    ------
+    PhasemakeError
+        Naming ``models.<name>.history.<key>`` and what was expected.
+    """
+    where = f"config models.{name}.history"
+    for key in ("parameters", "rates"):
+        if not history.get(key):
+            raise PhasemakeError(
+                f"{where}.{key} is missing; a history needs parameters (the names to fit) "
+                "and rates (one mapping per epoch), e.g. parameters: [c1, c2, tau], rates: "
+                "[{coal: c1}, {coal: c2}], times: [tau]"
+            )
+    names = list(history["parameters"])
+    if len(set(names)) != len(names):
+        raise PhasemakeError(f"{where}.parameters: duplicate names in {names}")
+    rates, times = history["rates"], history.get("times", [])
+    if len(times) != len(rates) - 1:
+        raise PhasemakeError(
+            f"{where}: {len(rates)} epochs (rates) need {len(rates) - 1} boundaries (times); "
+            f"got {len(times)}"
+        )
+    for k, epoch in enumerate(rates):
+        for rate, expr in epoch.items():
+            if rate not in model.parameters:
+                raise PhasemakeError(
+                    f"{where}.rates[{k}].{rate}: not a rate of model {model.name!r}; expected "
+                    f"one of {list(model.parameters)}"
+                )
+            check_expression(expr, names, f"{where}.rates[{k}].{rate}")
+    for k, expr in enumerate(times):
+        check_expression(expr, names, f"{where}.times[{k}]")
+
+
+def attach_histories(analyses: dict[str, dict[str, Any]], models: dict[str, ModelSpec]) -> None:
+    """Copy each model's history into its analyses' settings (``history``), so that the
+    jobs of an analysis evaluate it, and a change of it re-runs them (params trigger)."""
+    for a in analyses.values():
+        spec = models.get(a["model"])
+        if spec is not None and spec.history:
+            a["history"] = spec.history
+        else:
+            a.pop("history", None)
 
 
 def resolve_model_specs(
@@ -85,6 +146,11 @@ def resolve_model_specs(
             model = load_model(entry["callback"], base_dir=base_dir)
             check_model_params(name, model, params)
             spec = spec_hash(model, **params)
+            history = entry.get("history") or {}
+            if not any(history.get(k) for k in ("parameters", "rates", "times")):
+                history = {}  # the schema's default: one epoch
+            if history:
+                check_history(name, history, model)
         except ConfigError:
             raise  # already names models.<name>.params
         except PhasemakeError as err:
@@ -96,6 +162,7 @@ def resolve_model_specs(
             max_states=int(entry.get("max_states", DEFAULT_MAX_STATES)),
             spec=spec,
             model=model,
+            history=history or None,
         )
     return out
 
@@ -416,7 +483,7 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
                 f"{where}.model = {a['model']!r} is not a configured model; expected one of "
                 f"{sorted(models)}"
             )
-        names = list(models[a["model"]].model.parameters)
+        names = list(models[a["model"]].parameters)
         if a["observations"] == "sfs":
             names.append("mutation")
         nlsq = a.get("nlsq", {})

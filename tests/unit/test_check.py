@@ -97,3 +97,27 @@ def test_sfs_needs_a_block_counting_model_and_its_classes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "analyses.a.data.file: " in err and "unknown column 'xi_4'" in err
     assert "the model has n - 1 = 3 SFS classes" in err
+
+
+def test_histories_are_checked_and_their_parameters_fitted(tmp_path, capsys):
+    history = "history: {parameters: [c1, c2, tau], rates: [{coal: c1}, {coal: c2}], times: [tau]}"
+    models = f"  b: {{callback: 'phasemake.models:block_counting', params: {{n: 6}}, {history}}}\n"
+    sim = "data: {simulate: {theta: {c1: 4.0, c2: 1.0, tau: 0.3, mutation: 0.001}, seed: 1}}"
+    assert main(_config(tmp_path, models, f"  a: {{model: b, observations: sfs, {sim}}}\n")) == 0
+    capsys.readouterr()
+    for bad, message in (
+        ("{coal: c3}", "config models.b.history.rates[1].coal = 'c3': unknown name 'c3'"),
+        ("{mig: c2}", "config models.b.history.rates[1].mig: not a rate of model"),
+        ("{coal: 'c2.real'}", "'c2.real' is not allowed"),
+    ):
+        broken = models.replace("{coal: c2}", bad)
+        args = _config(tmp_path, broken, f"  a: {{model: b, observations: sfs, {sim}}}\n")
+        assert main(args) == 2
+        assert message in capsys.readouterr().err, message
+    short = models.replace("times: [tau]", "times: []")
+    assert main(_config(tmp_path, short, f"  a: {{model: b, observations: sfs, {sim}}}\n")) == 2
+    assert "2 epochs (rates) need 1 boundaries (times); got 0" in capsys.readouterr().err
+    # the analysis names the history's parameters, not the callback's
+    wrong = sim.replace("c1: 4.0, c2: 1.0, tau: 0.3", "coal: 1.0")
+    assert main(_config(tmp_path, models, f"  a: {{model: b, observations: sfs, {wrong}}}\n")) == 2
+    assert "expected a value for each of ['c1', 'c2', 'tau', 'mutation']" in capsys.readouterr().err

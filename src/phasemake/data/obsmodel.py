@@ -123,6 +123,7 @@ class ObservationModel:
             self.n_classes = int(states.shape[1] - 1)
             self._rewards = jnp.asarray(states[:, : self.n_classes], dtype=jnp.float64)
         self._jitted: dict[Any, Any] = {}
+        self._epochs = getattr(trace, "history", None) is not None  # an EpochTrace
 
     @property
     def scale_known(self) -> bool:
@@ -133,16 +134,16 @@ class ObservationModel:
     def budget(self, phi: np.ndarray, t_max: float | None) -> int:
         """Uniformisation steps for times up to ``t_max`` at ``phi`` (a power of two times
         the interval size, so that few budgets get compiled)."""
-        if self.kind != "absorption_times":
-            return 0
         theta = np.asarray(self.par.theta(jnp.asarray(phi)))
-        need = self.trace.n_terms(theta, [float(t_max)]) // BLOCK
+        if self.kind != "absorption_times":  # a history's expectations have series too
+            return self.trace.n_terms(theta[: len(self.trace.parameters)]) if self._epochs else 0
+        need = -(-self.trace.n_terms(theta, [float(t_max)]) // BLOCK)  # (a Trace's: exact)
         return BLOCK * (1 << max(0, int(np.ceil(np.log2(max(need, 1))))))
 
     def region_budget(self, phi: np.ndarray, half_width: np.ndarray, t_max: float | None) -> int:
         """The largest :meth:`budget` over the corners of the box ``phi ± half_width``
         (steps grow with some rates and shrink with others), for samplers that roam."""
-        if self.kind != "absorption_times":
+        if self.kind != "absorption_times" and not self._epochs:
             return 0
         phi, half_width = np.asarray(phi, dtype=float), np.asarray(half_width, dtype=float)
         signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * phi.size)).reshape(phi.size, -1).T
@@ -168,7 +169,8 @@ class ObservationModel:
         """
         if self.kind == "absorption_times":
             return cols["weight"] @ self._row_loglik(phi, cols, budget)
-        y, mu = cols["counts"], cols["sites"][:, None] * self._expected_sfs(phi)[None, :]
+        expected = self._expected_sfs(phi, budget)
+        y, mu = cols["counts"], cols["sites"][:, None] * expected[None, :]
         cell = xlogy(y, mu) - mu - jax.scipy.special.gammaln(y + 1.0)
         return jnp.sum(cols["mask"][:, None] * cell)
 
@@ -202,15 +204,19 @@ class ObservationModel:
         wg = w[:, None] * g
         return g.T @ wg, -wg.sum(axis=0), -2.0 * (w @ ll), w.sum(), (w > 0).sum()
 
-    def _expected_sfs(self, phi):
-        """Per-site expected SFS: ``mutation · E[ξ_i](θ)``."""
+    def _expected_sfs(self, phi, budget: int = 0):
+        """Per-site expected SFS: ``mutation · E[ξ_i](θ)`` (``budget``: the terms of a
+        history's series, see :meth:`budget`)."""
         theta = self.par.theta(phi)
         p_model = len(self.trace.parameters)
-        return self.trace.expectation(theta[:p_model], self._rewards) * theta[p_model]
+        extra = {"n_terms": budget} if self._epochs else {}
+        return self.trace.expectation(theta[:p_model], self._rewards, **extra) * theta[p_model]
 
     def _sfs(self, phi, cols, budget):
         sites, y, mask = cols["sites"], cols["counts"], cols["mask"]
-        expected = self._expected_sfs
+
+        def expected(p):
+            return self._expected_sfs(p, budget)
 
         def residuals(e):
             mu = sites[:, None] * e[None, :]

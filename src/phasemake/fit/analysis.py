@@ -134,8 +134,26 @@ def model_from_files(
     g = read_graph(graph)  # a cache path: must hold the spec of its name
     spec = g.provenance.get("spec")
     moments = read_header(observations).get("moments") if observations is not None else None
-    tr = load_trace(trace, spec=spec, parameters=g.parameters)
+    tr = with_history(analysis, g, load_trace(trace, spec=spec, parameters=g.parameters))
     return model_for(analysis, tr, g.states, moments=moments)
+
+
+def with_history(analysis: dict[str, Any], graph, trace):
+    """The trace under the analysis's ``history`` (an :class:`~phasemake.EpochTrace`,
+    whose parameters are the history's), or the trace itself without one."""
+    history = analysis.get("history")
+    if not history:
+        return trace
+    from phasemake.trace.epochs import epochs
+    from phasemake.trace.epochtrace import EpochTrace
+
+    spec = epochs(
+        history["parameters"],
+        rates=history["rates"],
+        times=history.get("times", []),
+        graph=graph,
+    )
+    return EpochTrace(trace, spec)
 
 
 def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:
@@ -143,19 +161,31 @@ def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations
     from phasemake.data.obsmodel import MUTATION
 
     kind, data = analysis["observations"], analysis["data"]
+    trace = with_history(analysis, graph, trace)
     n_classes = graph.states.shape[1] - 1 if kind == "sfs" else None
     if "file" in data:
         return read_data_file(
             data["file"], kind=kind, n_classes=n_classes, windows=data.get("windows", 1)
         )
     sim = data["simulate"]
-    names = tuple(graph.parameters) + ((MUTATION,) if kind == "sfs" else ())
+    names = tuple(trace.parameters) + ((MUTATION,) if kind == "sfs" else ())
     missing = [n for n in names if n not in sim["theta"]]
     if missing or set(sim["theta"]) - set(names):
         raise ValueError(
             f"data.simulate.theta has {sorted(sim['theta'])}; expected exactly {list(names)}"
         )
-    theta = np.array([sim["theta"][n] for n in graph.parameters], dtype=np.float64)
+    theta = np.array([sim["theta"][n] for n in trace.parameters], dtype=np.float64)
+    if kind == "absorption_times" and analysis.get("history"):
+        from phasemake.data.epochsim import simulate_epoch_times
+
+        return simulate_epoch_times(
+            graph,
+            trace.history,
+            theta,
+            size=sim["size"],
+            seed=sim["seed"],
+            censor_at=sim.get("censor_at"),
+        )
     if kind == "absorption_times":
         return simulate_absorption_times(
             graph, theta, size=sim["size"], seed=sim["seed"], censor_at=sim.get("censor_at")

@@ -73,6 +73,10 @@ def start_values(
     names = tuple(trace.parameters)
     theta0 = np.array([float(fixed.get(n, initial.get(n, 1.0))) for n in names])
     if kind == "absorption_times":
+        if getattr(trace, "history", None) is not None:
+            # a history mixes rates, sizes, times and fractions: no single factor rescales
+            # it, so its start is nlsq.initial (1 where none is given)
+            return {}
         mean = moments.get("mean_time")
         adapt = [n for n in names if n not in fixed and n not in initial]
         if not mean or not adapt:

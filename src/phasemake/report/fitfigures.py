@@ -214,7 +214,8 @@ def predict(model: Any, phi: np.ndarray, *, grid: np.ndarray | None = None) -> A
     thetas = np.stack([np.asarray(model.par.theta(p)) for p in phi])
     trace = model.trace
     if model.kind == "sfs":
-        return np.asarray(jax.vmap(model._expected_sfs)(phi))
+        budget = max(model.budget(p, None) for p in phi)  # 0 without a history
+        return np.asarray(jax.vmap(lambda p: model._expected_sfs(p, budget))(phi))
     if grid is None:
         raise ValueError("absorption_times: expected a time grid")
     budget = max(trace.n_terms(t, [float(np.max(grid))]) for t in thetas)

@@ -13,8 +13,6 @@ See :mod:`phasemake.trace.epochtrace` for how a history is evaluated, and
 
 from __future__ import annotations
 
-import ast
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -23,66 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from phasemake.core.errors import PhasemakeError
+from phasemake.core.expressions import compile_expression
 
 __all__ = ["Epochs", "Event", "epochs"]
 
-_BINARY = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-}
-_FUNCTIONS = {"exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt}
-
 
 def _compile(expr: Any, names: Sequence[str], where: str) -> Callable[[jax.Array], jax.Array]:
-    """An expression (a number, a parameter name or arithmetic of them, e.g. ``"1/(2*N)"``)
-    as a function of the flat parameter vector."""
-    if isinstance(expr, (int, float)) and not isinstance(expr, bool):
-        value = float(expr)
-        return lambda phi: jnp.asarray(value, dtype=phi.dtype)
-    if not isinstance(expr, str):
-        raise PhasemakeError(f"{where} = {expr!r}; expected a number or an expression string")
-    try:
-        tree = ast.parse(expr, mode="eval").body
-    except SyntaxError as err:
-        raise PhasemakeError(f"{where} = {expr!r} is not an expression: {err.msg}") from None
-    index = {n: i for i, n in enumerate(names)}
-
-    def build(node):
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            v = float(node.value)
-            return lambda phi: jnp.asarray(v, dtype=phi.dtype)
-        if isinstance(node, ast.Name):
-            if node.id not in index:
-                raise PhasemakeError(
-                    f"{where} = {expr!r}: unknown name {node.id!r}; expected one of "
-                    f"{list(names)} (or exp, log, sqrt)"
-                )
-            i = index[node.id]
-            return lambda phi: phi[i]
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            op, left, right = _BINARY[type(node.op)], build(node.left), build(node.right)
-            return lambda phi: op(left(phi), right(phi))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            inner, sign = build(node.operand), -1.0 if isinstance(node.op, ast.USub) else 1.0
-            return lambda phi: sign * inner(phi)
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _FUNCTIONS
-            and len(node.args) == 1
-            and not node.keywords
-        ):
-            fn, arg = _FUNCTIONS[node.func.id], build(node.args[0])
-            return lambda phi: fn(arg(phi))
-        raise PhasemakeError(
-            f"{where} = {expr!r}: {ast.unparse(node)!r} is not allowed; expected numbers, "
-            "parameter names, + - * / **, exp, log and sqrt"
-        )
-
-    return build(tree)
+    """An expression as a function of the flat parameter vector (JAX)."""
+    return compile_expression(expr, names, where, xp=jnp)
 
 
 class Event(NamedTuple):

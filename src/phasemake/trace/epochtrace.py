@@ -12,8 +12,9 @@ For any callback model, exact up to stated truncations:
   than the finite epochs' series;
 - **events** at a boundary move each listed vertex's mass to its targets in proportion to
   the event's weights (a split, a merger, an admixture pulse);
-- **density, survival and cdf** of the absorption time from the same series started at
-  each epoch's start (the last epoch's series as long as the largest time asked for needs);
+- **density, survival and cdf** of the absorption time by the trace's own adaptive series
+  (:mod:`phasemake.trace.uniformisation`) started from the distribution entering each
+  time's epoch (the last epoch's series as long as the largest time asked for needs);
 - **E[T²]** from the epochs' integrals ``∫ π(s) ds`` and ``∫ s π(s) ds`` and two solves in
   the last epoch.
 
@@ -51,6 +52,7 @@ import numpy as np
 from jax.scipy.special import gammainc, gammaln
 
 from phasemake.core.errors import PhasemakeError
+from phasemake.trace import uniformisation
 from phasemake.trace.epochs import Epochs
 from phasemake.trace.uniformisation import _poisson_tail, _span
 
@@ -86,65 +88,42 @@ class _Arrays(NamedTuple):
     alpha: jax.Array
 
 
-def _series(a: _Arrays, theta, pi, n: int, cols):
-    """``v_m = π P^m`` for ``m < n`` (``P = I + S/λ``): λ and the dot products
-    ``v_m · cols`` (n, c), with the sequence kept only through those products."""
-    rate = a.coef @ theta
-    out = a.out_coef @ theta
-    lam = jnp.maximum(jnp.max(out), 1e-300)
-
-    def step(v, _):
-        flow = jax.ops.segment_sum(rate * v[a.src], a.tgt, v.shape[0], indices_are_sorted=True)
-        return v + (flow - out * v) / lam, v
-
-    _end, vs = jax.lax.scan(step, pi, None, length=n)
-    return lam, vs, vs @ cols
-
-
-def _poisson(mu, n: int):
-    m = jnp.arange(n, dtype=jnp.float64)
-    return jnp.exp(jax.scipy.special.xlogy(m, mu) - mu - gammaln(m + 1.0))
-
-
-def _weights(x, m):
-    """``Pois(m; x)`` (T, M) for ``x >= 0`` (T,), exact at ``x = 0``."""
-    safe = jnp.where(x > 0, x, 1.0)[:, None]
-    w = jnp.exp(jax.scipy.special.xlogy(m, safe) - safe - gammaln(m + 1.0))
-    return jnp.where(x[:, None] > 0, w, (m == 0).astype(w.dtype))
-
-
-@jax.custom_jvp
-def _mixture(table, x):
-    """``Σ_m Pois(m; x_t) table[t, m, :]`` (C, T): the series of each time's epoch at
-    ``x = λ (t - τ)`` (its derivative in ``x`` is the mixture of forward differences, also
-    at ``x = 0``, where the log-space weights have none)."""
-    m = jnp.arange(table.shape[1], dtype=x.dtype)
-    return jnp.einsum("tm,tmc->ct", _weights(x, m), table)
-
-
-@_mixture.defjvp
-def _mixture_jvp(primals, tangents):
-    table, x = primals
-    d_table, dx = tangents
-    m = jnp.arange(table.shape[1], dtype=x.dtype)
-    w = _weights(x, m)
-    diff = jnp.concatenate([table[:, 1:], jnp.zeros_like(table[:, :1])], axis=1) - table
-    slope = jnp.einsum("tm,tmc->ct", w, diff) * dx[None, :]
-    return _mixture(table, x), slope + jnp.einsum("tm,tmc->ct", w, d_table)
+#: Steps per block of a finite epoch's series: blocks past what the epoch needs are skipped.
+STEP_BLOCK = 128
 
 
 def _finite(a: _Arrays, theta, d, pi, n: int):
     """One finite epoch of length ``d`` from ``pi``: the distribution at its end, the
-    integrals ``∫ π`` and ``∫ s π`` (V,), λ, and the series coefficients (n, 2) of the
-    density and the survival."""
-    cols = jnp.stack([a.exit_coef @ theta, a.transient], axis=1)
-    lam, vs, coeffs = _series(a, theta, pi, n, cols)
+    integrals ``∫ π`` and ``∫ s π`` over it (V,), and λ.
+
+    The series runs in blocks of :data:`STEP_BLOCK` steps, accumulating each term as it
+    goes (one V-vector kept a step); a block that starts beyond ``μ + 12√μ + 40`` terms
+    (``μ = λd``: the Poisson weights there are below 1e-30) is skipped, so a budget sized
+    for the fastest θ a sampler may visit costs each θ only what it needs."""
+    rate = a.coef @ theta
+    out = a.out_coef @ theta
+    lam = jnp.maximum(jnp.max(out), 1e-300)
     mu = lam * d
-    m = jnp.arange(n, dtype=jnp.float64)
-    end = _poisson(mu, n) @ vs
-    first = (gammainc(m + 1.0, mu) / lam) @ vs  # ∫_0^d π(s) ds
-    second = ((m + 1.0) * gammainc(m + 2.0, mu) / lam**2) @ vs  # ∫_0^d s π(s) ds
-    return end, first, second, lam, coeffs
+    need = mu + 12.0 * jnp.sqrt(mu) + 40.0
+    zero = jnp.zeros_like(pi)
+
+    def step(carry, m):
+        v, end, first, second = carry
+        w = jnp.exp(jax.scipy.special.xlogy(m, mu) - mu - gammaln(m + 1.0))
+        end = end + w * v
+        first = first + gammainc(m + 1.0, mu) / lam * v  # ∫_0^d π(s) ds
+        second = second + (m + 1.0) * gammainc(m + 2.0, mu) / lam**2 * v  # ∫_0^d s π(s) ds
+        flow = jax.ops.segment_sum(rate * v[a.src], a.tgt, v.shape[0], indices_are_sorted=True)
+        return (v + (flow - out * v) / lam, end, first, second), None
+
+    def block(carry, b):
+        ms = b * STEP_BLOCK + jnp.arange(STEP_BLOCK, dtype=jnp.float64)
+        run = lambda c: jax.lax.scan(step, c, ms)[0]  # noqa: E731
+        return jax.lax.cond(b * STEP_BLOCK <= need, run, lambda c: c, carry), None
+
+    blocks = jnp.arange(max(1, -(-n // STEP_BLOCK)), dtype=jnp.float64)
+    (_, end, first, second), _ = jax.lax.scan(block, (pi, zero, zero, zero), blocks)
+    return end, first, second, lam
 
 
 def _apply(event, weight, pi):
@@ -189,6 +168,16 @@ class EpochTrace:
         self._dist = jax.jit(self._dist_impl, static_argnames=("n", "n_last"))
         self._second = jax.jit(self._second_impl, static_argnames=("n",))
 
+    @property
+    def n_vertices(self) -> int:
+        """Number of vertices V of the graph (rewards have V rows)."""
+        return self.trace.n_vertices
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges of the graph."""
+        return self.trace.n_edges
+
     def graph_state(self, vertex: int) -> list[int] | int:
         """The graph state of a vertex (its index when the trace keeps no states)."""
         states = self.history.states
@@ -228,7 +217,7 @@ class EpochTrace:
             if e is None:
                 continue
             w = np.asarray(e.weight(jnp.asarray(phi)))
-            sums = np.zeros(self.trace.n_vertices)
+            sums = np.zeros(self.n_vertices)
             np.add.at(sums, e.src, w)
             bad = np.flatnonzero((np.abs(sums - 1) > 1e-12) & np.isin(np.arange(sums.size), e.src))
             if np.any(w < 0) or bad.size:
@@ -237,7 +226,15 @@ class EpochTrace:
                 )
         return rates, times
 
-    def n_terms(self, phi: Any, t_max: float | None = None) -> tuple[int, int]:
+    def n_terms(self, theta: Any, t: Any = None) -> int:
+        """Terms that every series at ``theta`` needs, up to the largest of the times ``t``
+        (a number or an array; ``None``: the expectations only). Pass it (or a tuple from
+        :meth:`terms`) as ``n_terms=`` inside ``jit``, ``grad`` or ``vmap``; what it does
+        not cover comes back NaN. The same signature as :meth:`phasemake.Trace.n_terms`."""
+        t_max = None if t is None else float(np.max(np.asarray(t, dtype=np.float64)))
+        return max(self.terms(theta, t_max))
+
+    def terms(self, phi: Any, t_max: float | None = None) -> tuple[int, int]:
         """Static budget at ``phi``: terms for the finite epochs (the largest of them) and
         for the last epoch's series up to ``t_max`` (0 without times)."""
         rates, times = self._check(np.asarray(phi, dtype=np.float64))
@@ -253,21 +250,23 @@ class EpochTrace:
 
     # -- the forward pass ---------------------------------------------------------------------
     def _forward(self, phi, n: int):
+        """Rates, epoch starts, the distribution entering each epoch (after its event), and
+        the finite epochs' integrals ``∫π``, ``∫sπ`` and rates λ."""
         a = self._a
         rates, times = self.history.rates(phi), self.history.times(phi)
         starts = jnp.concatenate([jnp.zeros((1,), phi.dtype), times])
         pi = a.alpha
-        firsts, seconds, lams, coeffs = [], [], [], []
+        entries, firsts, seconds, lams = [pi], [], [], []
         for k in range(self.history.n_epochs - 1):
-            end, first, sec, lam, c = _finite(a, rates[k], starts[k + 1] - starts[k], pi, n)
+            end, first, sec, lam = _finite(a, rates[k], starts[k + 1] - starts[k], pi, n)
             firsts.append(first)
             seconds.append(sec)
             lams.append(lam)
-            coeffs.append(c)
             pi = end
             if self._events[k] is not None:
                 pi = _apply(self._events[k], self.history.events[k].weight(phi), pi)
-        return rates, starts, pi, firsts, seconds, lams, coeffs
+            entries.append(pi)
+        return rates, starts, entries, firsts, seconds, lams
 
     @staticmethod
     def _covered(starts, lams, n: int):
@@ -278,28 +277,40 @@ class EpochTrace:
         return jnp.all(mu <= _span(n, TAIL))
 
     def _expect_impl(self, phi, r, n: int):
-        rates, starts, pi, firsts, _, lams, _ = self._forward(phi, n)
+        rates, starts, entries, firsts, _, lams = self._forward(phi, n)
+        pi = entries[-1]
         r = r[self._order] * self._a.transient[:, None]
         total = sum((f @ r for f in firsts), jnp.zeros(r.shape[1]))
         x = self.trace._solve(self.trace.data, rates[-1], r)
         return jnp.where(self._covered(starts, lams, n), total + pi @ x, jnp.nan)
 
     def _dist_impl(self, phi, t, n: int, n_last: int):
-        rates, starts, pi, _, _, lams, coeffs = self._forward(phi, n)
-        cols = jnp.stack([self._a.exit_coef @ rates[-1], self._a.transient], axis=1)
-        lam, _, last = _series(self._a, rates[-1], pi, n_last, cols)
-        width = max(n, n_last)
-        pad = [jnp.pad(c, ((0, width - c.shape[0]), (0, 0))) for c in [*coeffs, last]]
-        table, lam_all = jnp.stack(pad), jnp.stack([*lams, lam])
+        """Each time's density and survival from its epoch: the trace's own adaptive series
+        (level truncation; intervals of ``BLOCK`` steps whose rate falls as the process
+        leaves the crowded top levels) started from the distribution entering that epoch,
+        at ``t - τ_k``. A finite epoch's series needs at most ``n`` steps, the last one's
+        ``n_last``; times they do not reach are NaN, never a wrong value."""
+        rates, starts, entries, _, _, lams = self._forward(phi, n)
         k = jnp.clip(jnp.searchsorted(starts, t, side="right") - 1, 0, starts.shape[0] - 1)
-        x = lam_all[k] * jnp.maximum(t - starts[k], 0.0)
-        values = _mixture(table[k], x)
-        # beyond what the static numbers of terms cover: NaN, never a silently wrong value
-        limit = jnp.where(k == len(lams), _span(max(n_last, 1), TAIL), _span(max(n, 1), TAIL))
-        return jnp.where((t >= 0) & (x <= limit), values, jnp.nan)
+        values = None
+        for e, pi in enumerate(entries):
+            last = e == len(entries) - 1
+            steps = n_last if last else n
+            here, _ = uniformisation.series(
+                self.trace._series_data._replace(alpha=pi),
+                rates[e],
+                jnp.where(k == e, t - starts[e], 0.0),
+                kind="both",
+                n_levels=self.trace.n_levels,
+                n_intervals=max(1, -(-steps // uniformisation.BLOCK)),
+            )
+            values = here if values is None else jnp.where((k == e)[None, :], here, values)
+        covered = self._covered(starts, lams, n)
+        return jnp.where((t >= 0) & covered, values, jnp.nan)
 
     def _second_impl(self, phi, n: int):
-        rates, starts, pi, firsts, seconds, lams, _ = self._forward(phi, n)
+        rates, starts, entries, firsts, seconds, lams = self._forward(phi, n)
+        pi = entries[-1]
         live = self._a.transient
         total = sum(
             (
@@ -324,7 +335,7 @@ class EpochTrace:
                 "inside jit, grad or vmap give n_terms= (from EpochTrace.n_terms at a "
                 "concrete theta): the series' lengths are static"
             )
-        return self.n_terms(phi, t_max)
+        return self.terms(phi, t_max)
 
     def expectation(self, theta: Any, rewards: Any = None, *, n_terms=None) -> jax.Array:
         """``E[∫ r(X_t) dt]`` to absorption under the history; ``rewards=None`` gives
@@ -332,12 +343,12 @@ class EpochTrace:
         phi = self._phi(theta)
         n, _ = self._budget(phi, n_terms)
         if rewards is None:
-            return self._expect(phi, jnp.ones((self.trace.n_vertices, 1)), n=n)[0]
+            return self._expect(phi, jnp.ones((self.n_vertices, 1)), n=n)[0]
         r = jnp.asarray(rewards, dtype=jnp.float64)
-        if r.ndim not in (1, 2) or r.shape[0] != self.trace.n_vertices:
+        if r.ndim not in (1, 2) or r.shape[0] != self.n_vertices:
             raise ValueError(
-                f"rewards have shape {r.shape}; expected ({self.trace.n_vertices},) or "
-                f"({self.trace.n_vertices}, k)"
+                f"rewards have shape {r.shape}; expected ({self.n_vertices},) or "
+                f"({self.n_vertices}, k)"
             )
         e = self._expect(phi, r[:, None] if r.ndim == 1 else r, n=n)
         return e[0] if r.ndim == 1 else e
@@ -354,6 +365,11 @@ class EpochTrace:
         t_max = None if isinstance(t, jax.core.Tracer) else float(jnp.max(t))
         n, n_last = self._budget(phi, n_terms, t_max)
         return self._dist(phi, t, n=n, n_last=n_last)
+
+    def pdf_and_survival(self, theta: Any, t: Any, *, n_terms=None):
+        """Density and ``P(T > t)`` at times ``t`` from one pass."""
+        values = self._distribution(theta, t, n_terms)
+        return values[0], values[1]
 
     def pdf(self, theta: Any, t: Any, *, n_terms=None) -> jax.Array:
         """Density of the absorption time at times ``t``."""
