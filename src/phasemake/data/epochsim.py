@@ -15,7 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from phasemake.data.observations import Observations, _pick
+from phasemake.data.observations import Observations, _pick, times_observed
 
 __all__ = ["simulate_epoch_times"]
 
@@ -115,10 +115,4 @@ def simulate_epoch_times(
                         u = rng.random(moved.size)
                         where[moved] = e_tgt[_pick(e_cum, e_start[vm], e_start[vm + 1], u)]
             alive = ~absorbing[where]
-    censored = np.zeros(size)
-    if censor_at is not None:
-        censored = (time > censor_at).astype(np.float64)
-        time = np.minimum(time, censor_at)
-    return Observations(
-        "absorption_times", {"time": time, "censored": censored, "weight": np.ones(size)}
-    )
+    return times_observed(time, censor_at)

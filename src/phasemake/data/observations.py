@@ -50,6 +50,7 @@ __all__ = [
     "read_data_file",
     "read_observations",
     "simulate_absorption_times",
+    "times_observed",
     "write_observations",
 ]
 
@@ -407,12 +408,18 @@ def simulate_absorption_times(
         u = rng.random(idx.size)
         where[idx] = graph.edge_tgt[_pick(cum, start[v], start[v + 1], u)]
         alive[idx] = out[where[idx]] > 0
-    censored = np.zeros(size)
+    return times_observed(time, censor_at)
+
+
+def times_observed(time: np.ndarray, censor_at: float | None) -> Observations:
+    """Simulated absorption times as observations: times beyond ``censor_at`` reported as
+    ``censor_at`` with ``censored = 1``; every weight 1."""
+    censored = np.zeros(time.size)
     if censor_at is not None:
         censored = (time > censor_at).astype(np.float64)
         time = np.minimum(time, censor_at)
     return Observations(
-        "absorption_times", {"time": time, "censored": censored, "weight": np.ones(size)}
+        "absorption_times", {"time": time, "censored": censored, "weight": np.ones(time.size)}
     )
 
 

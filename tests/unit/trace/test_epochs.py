@@ -133,8 +133,8 @@ def _close(a, b, rtol):
 
 
 # -- the four histories ----------------------------------------------------------------------
-def bottleneck(n=6):
-    graph = build_graph(kingman, n=n)
+def bottleneck(n=6, model=kingman):
+    graph = build_graph(model, n=n)
     h = epochs(
         ["c0", "c1", "c2", "t1", "t2"],
         rates=[{"coal": "c0"}, {"coal": "c1"}, {"coal": "c2"}],
@@ -239,17 +239,9 @@ def test_expectation_density_and_survival_equal_the_dense_reference(case):
 
 def test_expected_sfs_under_a_bottleneck():
     n = 8
-    graph = build_graph(block_counting, n=n)
-    h = epochs(
-        ["c0", "c1", "c2", "t1", "t2"],
-        rates=[{"coal": "c0"}, {"coal": "c1"}, {"coal": "c2"}],
-        times=["t1", "t2"],
-        graph=graph,
-    )
-    phi = np.array([1.0, 4.0, 0.5, 0.5, 1.5])
+    graph, h, phi, dense = bottleneck(n, block_counting)
     et = phasemake.EpochTrace(phasemake.compile_trace(graph), h)
     rewards = graph.states[:, : n - 1].astype(float)
-    dense = Dense(graph, [[1.0], [4.0], [0.5]], [0.5, 1.5])
     _close(et.expectation(phi, rewards), dense.expectation(rewards), 1e-9)
     # one epoch (all rates equal) is the constant-size SFS 2/i
     flat = np.array([1.0, 1.0, 1.0, 0.5, 1.5])
