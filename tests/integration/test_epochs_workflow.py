@@ -9,8 +9,11 @@ generations, ``c_ancient`` fixed at 1) the truth is ``c_recent`` = 4, ``tau`` = 
 absorption time's density jumps at a boundary, so its likelihood is not smooth in it:
 docs/epochs.md).
 
-The truth must be inside the 95% Wald interval of NLSQ and the 95% posterior interval (the
-seeds are the first ones tried: a correct method misses each with probability 5%).
+The truth must be inside the 95% Wald interval of NLSQ, and for the TMRCAs inside the 95%
+posterior interval too (the seeds are the first ones tried: a correct method misses each
+with probability 5%). The SFS analysis stops at NLSQ: a posterior of a boundary fitted from
+the SFS needs a uniformisation budget for the fastest corner of the sampler's box, which
+makes its shard job take many minutes (docs/epochs.md, limits).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def test_bottleneck_from_msprime_sfs_and_tmrcas(workflow):
                 "observations": "sfs",
                 "data": {"file": "sfs.csv", "truth": sfs_truth},
                 "nlsq": {"fixed": {"c_ancient": 1.0}, "initial": {"c_recent": 2.0, "tau": 0.5}},
-                "cmc": CMC,
+                "cmc": {"enabled": False},
             },
             "tmrca": {
                 "model": "bottleneck_tmrca",
@@ -108,14 +111,15 @@ def test_bottleneck_from_msprime_sfs_and_tmrcas(workflow):
     }
     workflow.write_config(config)
     workflow.snakemake(
-        "--cores", "2", "results/sfs/cmc/consensus.json", "results/tmrca/cmc/consensus.json"
+        "--cores", "2", "results/sfs/nlsq/fit.json", "results/tmrca/cmc/consensus.json"
     )
     for analysis, truth in (("sfs", sfs_truth), ("tmrca", tmrca_truth)):
         fit = read_fit(workflow.root / f"results/{analysis}/nlsq/fit.json")
         assert fit["converged"], (analysis, fit["reason"])
-        post = read_posterior_summary(workflow.root / f"results/{analysis}/cmc/consensus.json")
         for name, value in truth.items():
             lo, hi = fit["parameters"][name]["wald95"]
             assert lo < value < hi, (analysis, name, value, lo, hi)
-            q = post["parameters"][name]["quantiles"]
-            assert q["0.025"] < value < q["0.975"], (analysis, name, value, q)
+    post = read_posterior_summary(workflow.root / "results/tmrca/cmc/consensus.json")
+    for name, value in tmrca_truth.items():
+        q = post["parameters"][name]["quantiles"]
+        assert q["0.025"] < value < q["0.975"], (name, value, q)
