@@ -255,7 +255,11 @@ def render(schema: dict[str, Any]) -> str:
         lines.append("| key | type | default | description |")
         lines.append("|---|---|---|---|")
         for child in entry.children:
-            name = child.path[len(entry.path) + 1 :] if entry.path else child.path
+            name = child.path[len(entry.path) :] if entry.path else child.path
+            if name.startswith("."):
+                name = name[1:]
+            elif name.startswith("[]"):  # an array's items: `rates[]` under `rates`
+                name = entry.path.rsplit(".", 1)[-1] + name
             key = f"`{name}`"
             if child.is_section:
                 key = f"[{key}](#{_anchor(child.path)})"
