@@ -54,6 +54,7 @@ from jax.scipy.special import gammainc, gammaln
 from phasemake.core.errors import PhasemakeError
 from phasemake.trace import uniformisation
 from phasemake.trace.epochs import Epochs
+from phasemake.trace.evaluator import parameter_vector
 from phasemake.trace.uniformisation import _poisson_tail, _span
 
 __all__ = ["TAIL", "TERM_STEP", "EpochTrace"]
@@ -185,13 +186,7 @@ class EpochTrace:
 
     # -- inputs -----------------------------------------------------------------------------
     def _phi(self, phi: Any) -> jax.Array:
-        phi = jnp.asarray(phi, dtype=jnp.float64)
-        if phi.shape != (len(self.parameters),):
-            raise ValueError(
-                f"theta has shape {phi.shape}; expected ({len(self.parameters)},) for "
-                f"parameters {list(self.parameters)} (use jax.vmap for batches)"
-            )
-        return phi
+        return parameter_vector(phi, self.parameters)
 
     def _check(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Concrete rates and boundaries, validated (eager calls only)."""

@@ -275,6 +275,17 @@ def _zero_cotangent(data: TraceData) -> TraceData:
     return TraceData(*(zero(a) for a in data))
 
 
+def parameter_vector(theta: Any, names: tuple[str, ...]) -> jax.Array:
+    """``theta`` as a float64 vector, one value per name (a batch is refused: vmap it)."""
+    theta = jnp.asarray(theta, dtype=jnp.float64)
+    if theta.shape != (len(names),):
+        raise ValueError(
+            f"theta has shape {theta.shape}; expected ({len(names)},) for parameters "
+            f"{list(names)} (use jax.vmap for batches)"
+        )
+    return theta
+
+
 class Trace:
     """A compiled elimination trace; create with :func:`phasemake.compile_trace` or
     :func:`phasemake.load_trace`.
@@ -361,13 +372,7 @@ class Trace:
         return int(self.arrays["level_vptr"].size - 1)
 
     def _theta(self, theta: Any) -> jax.Array:
-        theta = jnp.asarray(theta, dtype=jnp.float64)
-        if theta.shape != (len(self.parameters),):
-            raise ValueError(
-                f"theta has shape {theta.shape}; expected ({len(self.parameters)},) for "
-                f"parameters {list(self.parameters)} (use jax.vmap for batches)"
-            )
-        return theta
+        return parameter_vector(theta, self.parameters)
 
     def _graph_rewards(self, rewards: Any) -> tuple[jax.Array, bool]:
         """Validated rewards in graph order as (V, k), and whether one vector was given."""
