@@ -1,5 +1,7 @@
 # Stage 4: NLSQ passes: per pass one job per chunk, one reducer
-# (a checkpoint: the next pass exists only once this one's state says "running").
+# (a checkpoint: the next pass exists only once this one's state says "running"); then the
+# profile-likelihood intervals (profile_nlsq, one job: a few dozen streamed passes) and
+# the fit's summary.
 # The reducer and the summary run in the main process, and so does the chunk job of a pass
 # with one chunk (accumulate_sole_chunk: at most chunk_rows rows, seconds of work). Chunk
 # jobs are not grouped: a group spanning two passes would contain jobs on both sides of the
@@ -63,6 +65,39 @@ checkpoint step_nlsq:
         nlsq=analysis_nlsq,
     script:
         "../scripts/step_nlsq.py"
+
+
+rule profile_nlsq:
+    input:
+        unpack(profile_inputs),
+    output:
+        profile="results/{analysis}/nlsq/profile.json",
+    log:
+        "logs/profile_nlsq/{analysis}.log",
+    benchmark:
+        "logs/profile_nlsq/{analysis}.benchmark.tsv"
+    conda:
+        "../envs/phasemake.yaml"
+    threads: 1
+    resources:
+        mem_mb=chunk_mem_mb,
+        runtime=profile_runtime,
+    params:
+        analysis=analysis_settings,
+        range=profile_range,
+        chunks=analysis_chunks,
+        compilation_cache=f"{CACHE}/jax",
+    wildcard_constraints:
+        analysis=SEVERAL_CHUNKS,
+    script:
+        "../scripts/profile_nlsq.py"
+
+
+# the profile of a one-chunk analysis: seconds of work, run in the main process
+use rule profile_nlsq as profile_sole_nlsq with:
+    wildcard_constraints:
+        analysis=SOLE_CHUNK,
+    localrule: True
 
 
 rule summarise_nlsq:

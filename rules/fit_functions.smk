@@ -58,8 +58,9 @@ def fit_files():
 
 
 def analysis_nlsq(wildcards):
-    """The analysis's Levenberg–Marquardt settings."""
-    return ANALYSES[wildcards.analysis]["nlsq"]
+    """The analysis's Levenberg–Marquardt settings (less the profile's: they do not change
+    the passes)."""
+    return without_profile(ANALYSES[wildcards.analysis]["nlsq"])
 
 
 def analysis_chunks(wildcards):
@@ -111,5 +112,29 @@ def final_nlsq_state(wildcards):
 
 
 def fit_inputs(wildcards):
-    """The final state and the model files."""
-    return {"state": final_nlsq_state(wildcards), **_model_files(wildcards)}
+    """The final state, the model files and the profile intervals (unless
+    `nlsq.profile: false`)."""
+    files = {"state": final_nlsq_state(wildcards), **_model_files(wildcards)}
+    if ANALYSES[wildcards.analysis]["nlsq"]["profile"]:
+        files["profile"] = f"results/{wildcards.analysis}/nlsq/profile.json"
+    return files
+
+
+def profile_inputs(wildcards):
+    """The final state, the model files and the observations."""
+    return {
+        "state": final_nlsq_state(wildcards),
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        **_model_files(wildcards),
+    }
+
+
+def profile_range(wildcards):
+    """How far (a factor from the estimate) the profiles are followed."""
+    return ANALYSES[wildcards.analysis]["nlsq"]["profile_range"]
+
+
+def profile_runtime(wildcards, attempt):
+    """A profile: about 100 passes over the observations (2 per free parameter and side
+    dozens of refit evaluations), 10 min plus 10 min per 10 MB."""
+    return int((10 + _observations_mb(wildcards)) * attempt)

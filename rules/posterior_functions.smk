@@ -45,6 +45,8 @@ SAMPLING_KEYS = (
     "max_tree_depth",
     "max_divergence_rate",
     "max_rhat",
+    "min_ess_bulk",
+    "min_ess_tail",
     "prior",
 )
 #: Retries of the sample_shard rule: the largest any analysis asks for (an analysis that

@@ -11,8 +11,14 @@ with job_log(snakemake.log[0], "summarise_nlsq") as log:
         snakemake.params.analysis, trace=snakemake.input.trace, graph=snakemake.input.graph
     )
     fit = write_fit(
-        model, snakemake.input.state, snakemake.output.fit, analysis=snakemake.wildcards.analysis
+        model,
+        snakemake.input.state,
+        snakemake.output.fit,
+        profile=snakemake.input.get("profile"),
+        analysis=snakemake.wildcards.analysis,
     )
     for name, p in fit["parameters"].items():
         log.info("%s = %.6g ± %.3g%s", name, p["estimate"], p["se"], " (fixed)" * p["fixed"])
+    for warning in fit["warnings"]:
+        log.warning("%s", warning)
     log.info("%s after %d passes: %s", fit["status"], fit["passes"], fit["reason"])

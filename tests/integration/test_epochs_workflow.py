@@ -68,7 +68,8 @@ HISTORY = {
     "rates": [{"coal": "c_recent"}, {"coal": "c_ancient"}],
     "times": ["tau"],
 }
-CMC = {"shards": 1, "warmup": 200, "samples": 200}
+# short chains for speed, the ESS gates scaled to their length
+CMC = {"shards": 1, "warmup": 200, "samples": 200, "min_ess_bulk": 50, "min_ess_tail": 50}
 
 
 def test_bottleneck_from_msprime_sfs_and_tmrcas(workflow):

@@ -87,10 +87,20 @@ def test_file_passes_equal_in_process_passes(finished):
         return run
 
     memory = fit_in_memory(
-        model, [part(c) for c in range(2)], settings=LMSettings.from_config(ANALYSIS["nlsq"])
+        model,
+        [part(c) for c in range(2)],
+        settings=LMSettings.from_config(ANALYSIS["nlsq"]),
+        profile=True,
     )
-    for name in ("coal", "mig"):
-        assert result["parameters"][name] == memory["parameters"][name]  # bit for bit
+    for name in ("coal", "mig"):  # estimates, Wald and profile intervals: bit for bit
+        assert result["parameters"][name] == memory["parameters"][name]
+    assert None not in result["parameters"]["coal"]["profile"]
+    # 3 + 1 lineages and 1,500 times set no upper limit on mig: open, and said so
+    assert result["parameters"]["mig"]["profile"][1] is None
+    assert any(
+        "mig's 95% profile-likelihood interval is open above" in w for w in result["warnings"]
+    )
+    assert result["warnings"] == memory["warnings"]
     assert result["history"] == memory["history"]
     assert len(passes(root)) == result["passes"]
     # truth within 3 standard errors

@@ -35,7 +35,14 @@ CONFIG = {
             },
             "chunks": 1,
             "nlsq": {"initial": {"mig": 0.1}},  # start at the truth: few passes
-            "cmc": {"shards": 2, "warmup": 200, "samples": 200, "seed": 7},
+            "cmc": {
+                "shards": 2,
+                "warmup": 200,
+                "samples": 200,
+                "seed": 7,
+                "min_ess_bulk": 50,  # gates scaled to these short chains
+                "min_ess_tail": 50,
+            },
         },
         "spectrum": {
             "model": "sfs",

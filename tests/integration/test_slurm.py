@@ -62,6 +62,8 @@ CONFIG = {
                 "chains": 1,
                 "warmup": 100,
                 "samples": 100,
+                "min_ess_bulk": 30,  # gates scaled to these short chains
+                "min_ess_tail": 30,
                 "seed": 5,
                 "refine": "none",
             },
@@ -88,6 +90,7 @@ REMOTE_RULES = {
     "record_trace_unit",
     "prepare_observations",
     "accumulate_chunk",
+    "profile_nlsq",
     "sample_shard",
     "combine_shards",
 }
@@ -95,6 +98,7 @@ LOCAL_RULES = {
     "plan_trace",
     "stitch_trace",
     "accumulate_sole_chunk",
+    "profile_sole_nlsq",
     "step_nlsq",
     "summarise_nlsq",
     "plan_shards",
@@ -249,7 +253,8 @@ def test_slurm_run_equals_local_run(cluster, tmp_path):
         # (a rule with a message prints it instead: "Job 4: plan_trace: trace units of …")
         assert re.search(rf"^(localrule|localcheckpoint|Job \d+:) {rule}:", out, re.M), rule
     # small jobs shared SLURM jobs: 1 graph + 3 units + 2 observations + 2 passes × 2
-    # chunks + 2 shards + 1 combination = 13 jobs in 1 + 1 + 2 + 4 + 2 + 1 = 11 SLURM jobs
+    # chunks + 1 profile + 2 shards + 1 combination = 14 jobs in 1 + 1 + 2 + 4 + 1 + 2 + 1
+    # = 12 SLURM jobs
     remote_jobs = sum(
         len(list((slurm_root / "logs" / rule).rglob("*.benchmark.tsv"))) for rule in REMOTE_RULES
     )

@@ -9,11 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from phasemake.core.artefact import read_artefact, write_artefact, write_json_artefact
+from phasemake.core.artefact import (
+    read_artefact,
+    read_json_artefact,
+    write_artefact,
+    write_json_artefact,
+)
 from phasemake.data.observations import (
     Observations,
     block_ranges,
@@ -23,7 +29,7 @@ from phasemake.data.observations import (
     simulate_absorption_times,
     simulate_sfs,
 )
-from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update
+from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update, profile_state
 from phasemake.fit.state import CHUNK_KIND, Accumulator, read_state, write_state
 
 if TYPE_CHECKING:  # JAX is imported on first use: the reducer job does without it
@@ -37,14 +43,16 @@ __all__ = [
     "model_for",
     "model_from_files",
     "prepare_observations",
+    "profile_fit",
     "read_state",
     "step_nlsq",
+    "streamed_evaluator",
     "write_fit",
 ]
 
 log = logging.getLogger(__name__)
 
-ACC_KIND, FIT_KIND = CHUNK_KIND, "phasemake.fit"
+ACC_KIND, FIT_KIND, PROFILE_KIND = CHUNK_KIND, "phasemake.fit", "phasemake.profile"
 VERSION = 1
 
 
@@ -348,9 +356,86 @@ def step_nlsq(
     return state
 
 
-def write_fit(model: ObservationModel, state_path: str, output: str, **extra: Any) -> dict:
-    """The fit summary of the final state (see :func:`phasemake.fit.nlsq.fit_summary`)."""
+def streamed_evaluator(
+    model: ObservationModel, observations: str | os.PathLike[str], *, chunks: int = 1
+) -> Callable[[np.ndarray], Accumulator]:
+    """``φ ↦`` the statistics of every row of ``observations`` at ``φ``, streamed block by
+    block in file order (memory: one block), with the budget a chunk job would use and
+    summed as a pass of ``chunks`` chunk jobs sums them (bit for bit)."""
+    meta = read_header(observations)
+    groups = block_ranges(len(meta["block_checksums"]), chunks)
+
+    def evaluate(phi: np.ndarray) -> Accumulator:
+        budget = model.budget(phi, meta["t_max"])
+        totals = []
+        for blocks in groups:
+            parts = [
+                model.accumulate(phi, block, budget=budget, rows=meta["block_rows"])
+                for block in iter_blocks(observations, blocks)
+            ]
+            if parts:
+                totals.append(Accumulator.total(parts))
+        return Accumulator.total(totals)
+
+    return evaluate
+
+
+def profile_fit(
+    model: ObservationModel,
+    observations: str | os.PathLike[str],
+    state_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    range_factor: float,
+    settings: LMSettings,
+    chunks: int = 1,
+) -> dict[str, Any]:
+    """The ``profile_nlsq`` job: the 95% profile-likelihood interval of every free
+    parameter around the final state's best point (:mod:`phasemake.fit.profile`), each
+    evaluation a streamed pass over the observations summed as a pass of ``chunks`` chunk
+    jobs would sum it; written as a checksummed JSON artefact that :func:`write_fit` merges
+    into ``fit.json``."""
+    meta = read_header(observations)
     state = read_state(state_path)
-    fit = {**fit_summary(model, state), "data": state["data"], **extra}
+    check_observations(observations, meta, previous_state=state_path)
+    evaluate = streamed_evaluator(model, observations, chunks=chunks)
+    calls = 0
+
+    def counted(phi: np.ndarray) -> Accumulator:
+        nonlocal calls
+        calls += 1
+        acc = evaluate(phi)
+        log.info("evaluation %d at θ = %s: χ² %.12g", calls, np.exp(phi).tolist(), acc.chi2)
+        return acc
+
+    profile = profile_state(model, state, counted, range_factor=range_factor, settings=settings)
+    profile = {**profile, "data": state["data"], "state": state["best"]["phi"]}
+    write_json_artefact(output, kind=PROFILE_KIND, version=VERSION, payload=profile)
+    return profile
+
+
+def write_fit(
+    model: ObservationModel,
+    state_path: str,
+    output: str,
+    *,
+    profile: str | os.PathLike[str] | None = None,
+    **extra: Any,
+) -> dict:
+    """The fit summary of the final state (see :func:`phasemake.fit.nlsq.fit_summary`),
+    with the profile intervals of the ``profile`` file (:func:`profile_fit`) if given;
+    that file must be of this state's best point and data."""
+    state = read_state(state_path)
+    intervals = None
+    if profile is not None:
+        intervals = read_json_artefact(profile, kind=PROFILE_KIND, versions=(VERSION,))
+        if intervals["data"] != state["data"] or intervals["state"] != state["best"]["phi"]:
+            from phasemake.core.errors import ArtefactError
+
+            raise ArtefactError(
+                f"{profile} was computed around another fit than {state_path}; delete it "
+                "so it is recomputed"
+            )
+    fit = {**fit_summary(model, state, profile=intervals), "data": state["data"], **extra}
     write_json_artefact(output, kind=FIT_KIND, version=VERSION, payload=fit)
     return fit

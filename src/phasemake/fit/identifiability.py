@@ -13,7 +13,12 @@ and what would help:
 - **weakly identified parameters**: a standard error of log θ above 1, so that the 95%
   Wald interval spans more than a factor e^3.9 ≈ 50 and its lower and upper ends are not to
   be read as limits (a plateau of the likelihood is the usual cause);
-- **a fit that stopped** before its convergence test held.
+- **a fit that stopped** before its convergence test held;
+- **open profile intervals**: a 95% profile-likelihood interval
+  (:mod:`phasemake.fit.profile`) that does not close within its range on a side, so the
+  data set no limit there whatever the Wald interval says;
+- **a profile that found a better fit** than the estimate (the fit had not reached the
+  optimum).
 
 The sentences go into ``fit.json`` (``warnings``), the terminal summary and the report.
 """
@@ -25,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_CONDITION", "MAX_CORRELATION", "MAX_LOG_SE", "fit_warnings"]
+__all__ = ["BETTER_FIT", "MAX_CONDITION", "MAX_CORRELATION", "MAX_LOG_SE", "fit_warnings"]
 
 #: |log-scale correlation| beyond which two parameters are reported as near-confounded.
 MAX_CORRELATION = 0.99
@@ -56,6 +61,7 @@ def fit_warnings(
     status: str = "converged",
     reason: str = "",
     runaway: Sequence[Sequence[int]] = (),
+    profile: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Sentences about the parameters an NLSQ fit barely identifies (module docstring).
 
@@ -72,6 +78,9 @@ def fit_warnings(
     runaway
         ``[index, ±1]`` of each parameter whose next step ran off towards ±∞ (the state's
         ``runaway``, see :data:`phasemake.fit.nlsq.RUNAWAY_LOG`).
+    profile
+        The profile intervals (:func:`phasemake.fit.profile.profile_intervals`), if
+        computed.
 
     Examples
     --------
@@ -102,6 +111,7 @@ def fit_warnings(
             "standard errors are those of the best point found, not of an optimum. Raise "
             "nlsq.max_iterations, or give nlsq.initial values nearer the truth."
         )
+    out += _profile_warnings(names, phi, profile, log_estimates)
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
     if not np.all(np.isfinite(cov)) or np.any(se == 0):
         bad = [n for n, s in zip(names, se, strict=True) if not np.isfinite(s) or s == 0]
@@ -138,7 +148,8 @@ def fit_warnings(
             )
     for n, s, p in zip(names, se, phi, strict=True):
         if s > MAX_LOG_SE:
-            factor = float(np.exp(2 * 1.959963984540054 * s))
+            with np.errstate(over="ignore"):
+                factor = float(np.exp(2 * 1.959963984540054 * s))  # ∞ prints as "inf"
             out.append(
                 f"{n} is weakly identified: the standard error of log {n} is {s:.3g} "
                 f"(> {MAX_LOG_SE:g}), so its 95% Wald interval spans a factor of "
@@ -146,4 +157,48 @@ def fit_warnings(
                 "set (a flat likelihood, a plateau, is the usual cause). "
                 + _help([n], log_estimates)
             )
+    return out
+
+
+#: A profile finding χ² lower than the fit's by more than this (units of s²) is reported.
+BETTER_FIT = 0.01
+
+
+def _profile_warnings(
+    names: Sequence[str],
+    phi: np.ndarray,
+    profile: Mapping[str, Any] | None,
+    log_estimates: Mapping[str, float],
+) -> list[str]:
+    """Sentences for open sides of profile intervals and for a better fit found."""
+    if profile is None:
+        return []
+    out = []
+    factor = profile["range"]
+    for name, p in zip(names, phi, strict=True):
+        if name not in profile["parameters"]:  # not profiled (a fit that did not converge)
+            continue
+        low, high = profile["parameters"][name]["profile"]
+        open_sides = [
+            (side, np.exp(p) * factor ** (1 if side == "above" else -1))
+            for side, bound in (("below", low), ("above", high))
+            if bound is None
+        ]
+        for side, edge in open_sides:
+            limit = "upper" if side == "above" else "lower"
+            out.append(
+                f"{name}'s 95% profile-likelihood interval is open {side}: up to {name} = "
+                f"{edge:.4g} (a factor {factor:g} from the estimate {np.exp(p):.4g}) the "
+                "log-likelihood, maximised over the other parameters, stays within 1.92 of "
+                f"its maximum, so the data set no {limit} limit on {name} (fit.json reports "
+                f"that side as null; the Wald interval's {limit} end is not a limit). "
+                + _help([name], log_estimates)
+            )
+    if profile.get("better", 0.0) > BETTER_FIT:
+        out.append(
+            f"A profile found a better fit than the estimate (χ² lower by "
+            f"{profile['better']:.3g} in units of the scale): the fit had not reached the "
+            "optimum, so its estimates and intervals are approximate. Tighten nlsq.ftol or "
+            "give nlsq.initial values near the profile's best point."
+        )
     return out

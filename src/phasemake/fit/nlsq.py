@@ -38,12 +38,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from phasemake.fit.identifiability import fit_warnings
+from phasemake.fit.profile import DEFAULT_RANGE, profile_intervals
 from phasemake.fit.state import Accumulator
 
 if TYPE_CHECKING:
     from phasemake.data.obsmodel import ObservationModel
 
-__all__ = ["LMSettings", "covariance", "fit_in_memory", "fit_summary", "lm_update"]
+__all__ = [
+    "LMSettings",
+    "covariance",
+    "fit_in_memory",
+    "fit_summary",
+    "lm_update",
+    "profile_state",
+]
 
 MAX_DAMPING = 1e16
 #: How far (log scale) a parameter may move from the fit's start before the fit stops as a
@@ -211,14 +219,30 @@ def covariance(state: dict[str, Any], *, scale_known: bool) -> tuple[np.ndarray,
 WALD_Z = 1.959963984540054
 
 
-def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any]:
+def _finite_exp(x: float) -> float | None:
+    """``exp(x)``, or ``None`` where it overflows (a Wald end of a runaway fit: JSON has no
+    ∞)."""
+    with np.errstate(over="ignore"):
+        value = np.exp(x)
+    return float(value) if np.isfinite(value) else None
+
+
+def fit_summary(
+    model: ObservationModel, state: dict[str, Any], *, profile: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The fit: estimates and standard errors by name, covariances (θ and log scale), χ²,
     passes and the stopping reason.
 
     Each free parameter has ``se`` (the delta-method standard error of θ) and ``wald95``,
     the 95% Wald interval computed on log θ (the scale of the fit) and mapped back, so it
-    stays positive: ``exp(log θ̂ ± 1.96 se(log θ̂))``. ``warnings`` lists, as sentences,
-    the parameters the data barely identify (:func:`phasemake.fit.identifiability.fit_warnings`)."""
+    stays positive: ``exp(log θ̂ ± 1.96 se(log θ̂))`` (an end beyond floating point, after
+    a runaway, is ``None``). With ``profile`` (the result of
+    :func:`phasemake.fit.profile.profile_intervals`), each also has ``profile``, its 95%
+    profile-likelihood interval ``[low, high]`` with ``None`` for a side that stays open
+    within the profile's range, and the fit has ``profile_range`` (and ``profile_skipped``,
+    the reason, where no profile was computed: see :func:`profile_state`). ``warnings`` lists, as
+    sentences, the parameters the data barely identify
+    (:func:`phasemake.fit.identifiability.fit_warnings`)."""
     cov_phi, s2 = covariance(state, scale_known=model.scale_known)
     phi = np.asarray(state["best"]["phi"])
     theta = np.exp(phi)
@@ -234,12 +258,20 @@ def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any
                 "estimate": float(theta[i]),
                 "se": float(se[i]),
                 "fixed": False,
-                "wald95": [float(np.exp(phi[i] - half)), float(np.exp(phi[i] + half))],
+                "wald95": [_finite_exp(phi[i] - half), _finite_exp(phi[i] + half)],
             }
+            if profile is not None and name in profile["parameters"]:
+                params[name]["profile"] = profile["parameters"][name]["profile"]
         else:
             params[name] = {"estimate": value, "se": 0.0, "fixed": True}
+    extra = {}
+    if profile is not None:
+        extra["profile_range"] = profile["range"]
+        if profile.get("skipped"):
+            extra["profile_skipped"] = profile["skipped"]
     return {
         "parameters": params,
+        **extra,
         "free": list(model.par.free_names),
         "covariance": cov_theta.tolist(),
         "log_covariance": cov_phi.tolist(),
@@ -258,6 +290,7 @@ def fit_summary(model: ObservationModel, state: dict[str, Any]) -> dict[str, Any
             status=state["status"],
             reason=state["reason"],
             runaway=state.get("runaway", []),
+            profile=profile,
         ),
     }
 
@@ -268,16 +301,67 @@ def fit_in_memory(
     *,
     settings: LMSettings | None = None,
     phi0: np.ndarray | None = None,
+    profile: bool = False,
+    profile_range: float = DEFAULT_RANGE,
 ) -> dict[str, Any]:
     """Run passes in one process: ``parts`` are callables ``phi -> Accumulator`` (one per
-    chunk, summed in order). The workflow runs the same passes as jobs and files."""
+    chunk, summed in order). The workflow runs the same passes as jobs and files.
+
+    With ``profile``, the 95% profile-likelihood interval of every free parameter is added
+    (followed up to a factor ``profile_range`` from the estimate; see
+    :mod:`phasemake.fit.profile`), as the workflow's ``profile_nlsq`` job does."""
     settings = settings or LMSettings()
     parts = list(parts)
     phi = model.par.phi0() if phi0 is None else np.asarray(phi0)
     state = None
+
+    def evaluate(phi):
+        return Accumulator.total([part(phi) for part in parts])
+
     while True:
-        acc = Accumulator.total([part(phi) for part in parts])
-        state = lm_update(state, phi, acc, settings)
+        state = lm_update(state, phi, evaluate(phi), settings)
         if state["status"] != "running":
-            return fit_summary(model, state)
+            break
         phi = np.asarray(state["next"])
+    intervals = (
+        profile_state(model, state, evaluate, range_factor=profile_range, settings=settings)
+        if profile
+        else None
+    )
+    return fit_summary(model, state, profile=intervals)
+
+
+def profile_state(
+    model: ObservationModel,
+    state: dict[str, Any],
+    evaluate: Callable[[np.ndarray], Accumulator],
+    *,
+    range_factor: float = DEFAULT_RANGE,
+    settings: LMSettings | None = None,
+) -> dict[str, Any]:
+    """The profile intervals (:func:`phasemake.fit.profile.profile_intervals`) around the
+    best point of a final NLSQ ``state``, with ``evaluate`` giving the statistics of all
+    the observations at a point.
+
+    A fit that did not converge has no profiles (``parameters`` is empty and ``skipped``
+    says why): its best point is not an optimum (after a runaway, it lies on a plateau
+    where every evaluation is expensive and the profile would say nothing new)."""
+    if state["status"] != "converged":
+        return {
+            "parameters": {},
+            "evaluations": 0,
+            "range": range_factor,
+            "better": 0.0,
+            "skipped": f"the fit did not converge ({state['reason'] or state['status']})",
+        }
+    cov_phi, s2 = covariance(state, scale_known=model.scale_known)
+    return profile_intervals(
+        evaluate,
+        model.par.free_names,
+        state["best"]["phi"],
+        state["best"]["chi2"],
+        cov_phi,
+        scale=s2,
+        range_factor=range_factor,
+        max_step=(settings or LMSettings()).max_step,
+    )

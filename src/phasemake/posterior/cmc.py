@@ -336,10 +336,12 @@ def sample_shard(
         data=header["checksum"],
     )
     log.info(
-        "%s: R-hat %s, ESS %s, %d divergent%s",
+        "%s: R-hat %s, ESS %s (bulk %s, tail %s), %d divergent%s",
         where,
         np.round(post.r_hat, 4).tolist(),
         np.round(post.ess).astype(int).tolist(),
+        np.round(post.meta["ess_bulk"]).astype(int).tolist(),
+        np.round(post.meta["ess_tail"]).astype(int).tolist(),
         post.meta["divergences"],
         f" (after failed attempts{before})" if earlier else "",
     )
@@ -357,6 +359,8 @@ def _shard_row(path: str, post) -> dict[str, Any]:
         "divergences": m["divergences"],
         "r_hat": post.r_hat.tolist(),
         "ess": post.ess.tolist(),
+        "ess_bulk": m.get("ess_bulk"),
+        "ess_tail": m.get("ess_tail"),
         "step_size": post.step_size.tolist(),
         "mean_leapfrog_steps": float(np.mean(post.num_steps)),
     }

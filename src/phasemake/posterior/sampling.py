@@ -23,7 +23,9 @@ persistent compilation cache in every other shard job (see
 :func:`phasemake.fit.analysis.enable_compilation_cache`).
 
 Quality gates: the post-warm-up divergence rate and the largest split R-hat
-(``numpyro.diagnostics``) must stay within the settings, else :class:`ShardQualityError`.
+(``numpyro.diagnostics``), and the bulk and tail effective sample sizes per chain (ArviZ's
+rank-normalised ESS, :func:`tail_aware_ess`), must stay within the settings, else
+:class:`ShardQualityError` names what failed.
 """
 
 from __future__ import annotations
@@ -56,9 +58,11 @@ __all__ = [
     "NUTSSettings",
     "ShardPosterior",
     "ShardQualityError",
+    "ess_problems",
     "read_shard",
     "runaway",
     "sample_nuts",
+    "tail_aware_ess",
     "write_shard",
 ]
 
@@ -67,7 +71,7 @@ SHARD_KIND, SHARD_VERSION = "phasemake.shard_posterior", 1
 
 
 class ShardQualityError(PhasemakeError):
-    """A shard's sampler failed its quality gates (divergences or R-hat)."""
+    """A shard's sampler failed its quality gates (divergences, R-hat or ESS)."""
 
 
 class ImproperPosteriorError(ShardQualityError):
@@ -129,6 +133,8 @@ class NUTSSettings:
     max_tree_depth: int = 10
     max_divergence_rate: float = 0.01
     max_rhat: float = 1.05
+    min_ess_bulk: float = 100.0
+    min_ess_tail: float = 100.0
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> NUTSSettings:
@@ -372,6 +378,7 @@ def sample_nuts(
     stack = {k: np.stack([c[k] for c in chains]) for k in chains[0]}
     r_hat = np.array([split_gelman_rubin(stack["phi"][..., i]) for i in range(p)])
     ess = np.array([effective_sample_size(stack["phi"][..., i]) for i in range(p)])
+    bulk, tail = tail_aware_ess(stack["phi"])
     divergences = int(stack["diverging"].sum())
     meta = {
         "free": list(model.par.free_names),
@@ -384,6 +391,8 @@ def sample_nuts(
         "settings": dataclasses.asdict(settings),
         "init": inits.tolist(),
         "divergences": divergences,  # no timings here: the file must not depend on them
+        "ess_bulk": bulk.tolist(),
+        "ess_tail": tail.tolist(),
     }
     post = ShardPosterior(
         stack["phi"],
@@ -404,12 +413,56 @@ def sample_nuts(
         problems.append(f"R-hat {np.round(r_hat, 4).tolist()} > {settings.max_rhat}")
     if not np.all(np.isfinite(stack["log_density"])):
         problems.append("non-finite log density in the draws")
+    problems += ess_problems(bulk, tail, settings, names=model.par.free_names)
     if problems:
         off = runaway(stack["phi"], init_phi, init_cov, shards=shards, names=model.par.free_names)
         if off:
             raise ImproperPosteriorError("; ".join(problems) + ". " + " ".join(off))
         raise ShardQualityError("; ".join(problems))
     return post
+
+
+def tail_aware_ess(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bulk and tail effective sample sizes of each parameter of ``phi`` (chains, draws,
+    p): ArviZ's rank-normalised bulk ESS and the ESS of the 5% and 95% quantiles (the
+    smaller of the two), as Vehtari et al. (2021) define them. The tail ESS is what tells
+    a sampler that visits a long upper tail too rarely from one that explores it.
+
+    Examples
+    --------
+    >>> draws = np.random.default_rng(0).normal(size=(2, 400, 1))
+    >>> bulk, tail = tail_aware_ess(draws)
+    >>> bool(bulk[0] > 600 and tail[0] > 600)
+    True
+    """
+    import arviz
+
+    p = phi.shape[-1]
+    bulk = np.array([float(arviz.ess(phi[..., i], method="bulk")) for i in range(p)])
+    tail = np.array([float(arviz.ess(phi[..., i], method="tail")) for i in range(p)])
+    return bulk, tail
+
+
+def ess_problems(
+    bulk: np.ndarray, tail: np.ndarray, settings: NUTSSettings, *, names: Any
+) -> list[str]:
+    """The ESS gates: at least ``min_ess_bulk`` and ``min_ess_tail`` per chain for every
+    parameter (non-finite counts as failing)."""
+    problems = []
+    for kind, values, per_chain in (
+        ("bulk", bulk, settings.min_ess_bulk),
+        ("tail", tail, settings.min_ess_tail),
+    ):
+        need = per_chain * settings.chains
+        low = [f"{n} {v:.0f}" for n, v in zip(names, values, strict=True) if not (v >= need)]
+        if low:
+            problems.append(
+                f"{kind} ESS {', '.join(low)} < {per_chain:g} per chain × {settings.chains} "
+                f"chains (cmc.min_ess_{kind}): the draws do not yet describe the "
+                f"{'tails' if kind == 'tail' else 'bulk'} of the posterior; raise "
+                "cmc.samples, or cmc.chains"
+            )
+    return problems
 
 
 def write_shard(path, post: ShardPosterior, **meta: Any) -> None:

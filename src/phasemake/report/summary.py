@@ -110,8 +110,23 @@ def _interval(lo: Any = None, hi: Any = None) -> str:
     return f"[{_num(lo)}, {_num(hi)}]"
 
 
+def _profile(bounds: Sequence[Any]) -> str:
+    """A profile interval, ``open`` for a side the data do not close (``None``)."""
+    return "[" + ", ".join("open" if b is None else _num(b) for b in bounds) + "]"
+
+
+def _nlsq_interval(p: dict[str, Any]) -> str:
+    """The fit's 95% interval of a free parameter: the profile's, else Wald's."""
+    if "profile" in p:
+        return _profile(p["profile"])
+    return _interval(*p.get("wald95", []))
+
+
 def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
     header = ["parameter", "NLSQ estimate", "se", "Wald 95%"]
+    profiled = any("profile" in p for p in result.fit["parameters"].values())
+    if profiled:
+        header.append("profile 95%")
     post = result.posterior
     truth = (post or {}).get("truth", {})
     if post:
@@ -121,10 +136,12 @@ def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for name, p in result.fit["parameters"].items():
         if p["fixed"]:
-            rows.append([name, p["estimate"], "fixed", "", *[""] * (len(header) - 4)])
+            rows.append([name, p["estimate"], "fixed", *[""] * (len(header) - 3)])
             continue
         wald = p.get("wald95")
         row: list[Any] = [name, p["estimate"], p["se"], _interval(*wald) if wald else "–"]
+        if profiled:
+            row.append(_profile(p["profile"]) if "profile" in p else "–")
         if post:
             q = post["parameters"][name]
             quantiles = q["quantiles"]
@@ -212,7 +229,8 @@ def summary_text(results: Sequence[AnalysisResult]) -> str:
 
 def closing_lines(results: Sequence[AnalysisResult]) -> list[str]:
     """One line per fitted analysis for the end of a run: each free parameter's estimate
-    and 95% interval (the posterior's where there is one, else Wald's), and the status.
+    and 95% interval (the posterior's where there is one, else the profile likelihood's,
+    else Wald's), and the status.
 
     Examples
     --------
@@ -235,7 +253,7 @@ def closing_lines(results: Sequence[AnalysisResult]) -> list[str]:
                 lo, hi = q["quantiles"].get("0.025"), q["quantiles"].get("0.975")
                 parts.append(f"{name} {_num(q['mean'])} {_interval(lo, hi)}")
             else:
-                parts.append(f"{name} {_num(p['estimate'])} {_interval(*p.get('wald95', []))}")
+                parts.append(f"{name} {_num(p['estimate'])} {_nlsq_interval(p)}")
         line = f"{r.name}: {', '.join(parts)} ({_status(r)})"
         warned = len(r.fit.get("warnings", []))
         if warned:
@@ -275,13 +293,14 @@ def export_analysis(
     folder.mkdir(parents=True, exist_ok=True)
     quantiles = ("0.025", "0.05", "0.5", "0.95", "0.975")
     header = ["parameter", "fixed", "estimate", "se", "wald95_low", "wald95_high"]
+    header += ["profile95_low", "profile95_high"]  # empty: fixed, or open on that side
     post = result.posterior
     if post:
         header += ["posterior_mean", "posterior_sd", *(f"q{q}" for q in quantiles)]
     rows = []
     for name, p in result.fit["parameters"].items():
         wald = p.get("wald95") or [None, None]
-        row = [name, p["fixed"], p["estimate"], p["se"], *wald]
+        row = [name, p["fixed"], p["estimate"], p["se"], *wald, *p.get("profile", [None, None])]
         if post and name in post["parameters"]:
             q = post["parameters"][name]
             row += [q["mean"], q["sd"], *(q["quantiles"].get(k) for k in quantiles)]

@@ -124,11 +124,15 @@ def estimates_table(
     posterior: Mapping[str, Any] | None = None,
     truth: Mapping[str, float] | None = None,
 ) -> str:
-    """The result of an analysis: per parameter the NLSQ estimate and standard error, the
+    """The result of an analysis: per parameter the NLSQ estimate and standard error, its
+    95% profile-likelihood interval (``open`` on a side the data do not close), the
     posterior mean, sd and 90% interval, and the simulated truth (shaded green when the
     90% interval, or else ± 1.96 se, covers it)."""
     truth = truth or {}
     header = ["parameter", "NLSQ estimate", "NLSQ se"]
+    profiled = any("profile" in p for p in fit["parameters"].values())
+    if profiled:
+        header.append("profile 95%")
     if posterior:
         header += ["posterior mean", "posterior sd", "5%", "median", "95%"]
     if truth:
@@ -139,6 +143,13 @@ def estimates_table(
             rows.append([name, p["estimate"], "fixed", *[""] * (len(header) - 3)])
             continue
         row: list[Any] = [name, p["estimate"], p["se"]]
+        if profiled:
+            bounds = p.get("profile")
+            row.append(
+                "–"
+                if bounds is None
+                else "[" + ", ".join("open" if b is None else f"{b:.4g}" for b in bounds) + "]"
+            )
         mean, sd = p["estimate"], p["se"]
         lo, hi = mean - 1.96 * sd, mean + 1.96 * sd
         if posterior:
@@ -181,7 +192,7 @@ def diagnostics_table(
     posterior: Mapping[str, Any] | None = None,
     max_rhat: float = 1.05,
 ) -> str:
-    """Sampler diagnostics per shard (R-hat, ESS, divergences, attempts, step size), the
+    """Sampler diagnostics per shard (R-hat, ESS, tail ESS, divergences, attempts, step size), the
     between-shard heterogeneity, the importance-sampling refinement when present, and the
     NLSQ stopping rule."""
     sections = []
@@ -189,6 +200,7 @@ def diagnostics_table(
         free = posterior["free"]
         header = ["shard", "rows", "attempts", "target accept", "divergences"]
         header += [f"R-hat {n}" for n in free] + [f"ESS {n}" for n in free]
+        header += [f"tail ESS {n}" for n in free]
         header += ["step size", "mean leapfrog steps", "failed attempts"]
         rows = []
         for d in posterior["shard_diagnostics"]:
@@ -203,6 +215,7 @@ def diagnostics_table(
                     _flag(d["divergences"] == 0, d["divergences"]),
                     *rhat,
                     *d["ess"],
+                    *(d.get("ess_tail") or [""] * len(free)),
                     ", ".join(f"{s:.3g}" for s in d["step_size"]),
                     d["mean_leapfrog_steps"],
                     failed or "none",

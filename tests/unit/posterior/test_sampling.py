@@ -152,7 +152,7 @@ def test_consensus_matches_full_data_nuts(case):
 
 def test_threads_do_not_change_the_draws():
     problem = _problem(*CASES["kingman"][:4], size=1000)
-    settings = NUTSSettings(chains=2, warmup=100, samples=100)
+    settings = NUTSSettings(chains=2, warmup=100, samples=100, min_ess_bulk=0, min_ess_tail=0)
     one = _nuts(problem, 2, threads=1, settings=settings)
     two = _nuts(problem, 2, threads=2, settings=settings)
     for a, b in zip(one[:-1], two[:-1], strict=True):
@@ -166,6 +166,35 @@ def test_a_failing_gate_names_what_failed():
         _nuts(problem, 2, settings=strict)
     assert strict.for_attempt(1).target_accept == 0.8
     assert strict.for_attempt(3).target_accept == pytest.approx(0.95)
+
+
+def test_the_ess_gates_name_parameter_and_kind():
+    problem = _problem(*CASES["kingman"][:4], size=1000)
+    strict = NUTSSettings(chains=2, warmup=50, samples=50, min_ess_bulk=0, min_ess_tail=1e6)
+    with pytest.raises(ShardQualityError, match=r"tail ESS coal \d+ < 1e\+06 per chain × 2"):
+        _nuts(problem, 2, settings=strict)
+
+
+def test_tail_ess_sees_a_rarely_visited_tail():
+    """Draws that spend long sojourns in a heavy upper tail (a slowly mixing chain of
+    excursions) have a bulk ESS that passes and a tail ESS that does not: the failure
+    of issue 18, where NUTS passed its gates with P(mig > 2) at a fifth of the truth."""
+    from phasemake.posterior.sampling import ess_problems, tail_aware_ess
+
+    rng = np.random.default_rng(2)
+    chains, draws = 2, 1000
+    bulk_part = rng.standard_normal((chains, draws))
+    # rare long excursions: the chain jumps to the tail and stays there for 100 draws
+    excursion = np.zeros((chains, draws))
+    for c in range(chains):
+        start = rng.integers(0, draws - 100)
+        excursion[c, start : start + 100] = 4.0
+    phi = (bulk_part + excursion)[..., None]
+    bulk, tail = tail_aware_ess(phi)
+    assert tail[0] < 0.8 * bulk[0]  # measured: 44 vs 63
+    settings = NUTSSettings(chains=chains, min_ess_bulk=25, min_ess_tail=25)
+    (problem,) = ess_problems(bulk, tail, settings, names=["mig"])  # bulk 63 ≥ 50 passes
+    assert problem.startswith("tail ESS mig ") and "raise cmc.samples" in problem
 
 
 def test_runaway_names_a_plateau_and_not_a_skewed_proper_posterior():

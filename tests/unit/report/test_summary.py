@@ -12,7 +12,7 @@ from phasemake.core.artefact import write_json_artefact
 from phasemake.core.errors import PhasemakeError
 from phasemake.posterior.cmc import _against_truth
 from phasemake.posterior.consensus import summarise_draws, write_consensus
-from phasemake.report.summary import export_analysis, find_results, summary_text
+from phasemake.report.summary import closing_lines, export_analysis, find_results, summary_text
 
 FIT = {
     "parameters": {
@@ -120,3 +120,25 @@ def test_sfs_fits_also_show_theta_per_site(tmp_path):
     lo, hi = 0.003 * np.exp(-1.959963984540054 * 0.1), 0.003 * np.exp(1.959963984540054 * 0.1)
     assert line.split()[1:3] == ["0.003", "0.0003"]
     assert f"[{lo:.4g}, {hi:.4g}]" in line
+
+
+def test_profile_intervals_show_open_sides_and_lead_the_closing_line(tmp_path):
+    fit = {
+        **FIT,
+        "parameters": {
+            **FIT["parameters"],
+            "coal": {**FIT["parameters"]["coal"], "profile": [0.37, None]},
+        },
+    }
+    folder = tmp_path / "times" / "nlsq"
+    write_json_artefact(folder / "fit.json", kind="phasemake.fit", version=1, payload=fit)
+    text = summary_text(find_results(tmp_path))
+    header = text.splitlines()[1]
+    assert "Wald 95%" in header and "profile 95%" in header
+    assert "[0.37, open]" in text.splitlines()[2]
+    (line,) = closing_lines(find_results(tmp_path))
+    assert "coal 1.02 [0.37, open]" in line  # no posterior: the profile, never a number
+    (csv_path,) = export_analysis("times", results=tmp_path)
+    with open(csv_path) as f:
+        rows = {r["parameter"]: r for r in csv.DictReader(f)}
+    assert rows["coal"]["profile95_low"] == "0.37" and rows["coal"]["profile95_high"] == ""
