@@ -93,12 +93,13 @@ def plan_settings(wildcards):
     return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in PLAN_KEYS}
 
 
-COMBINE_KEYS = ("rule", "seed", "refine", "refine_proposals", "prior")
+COMBINE_KEYS = ("rule", "seed", "refine", "refine_proposals", "grid", "prior")
 
 
 def combine_settings(wildcards):
     """The cmc settings of the combination: rule, seed (Gaussian draws, refinement
-    proposals), refinement, and the prior (the refinement's full-data posterior)."""
+    proposals), refinement, the grid check, and the prior (the refinement's and the
+    grid's full-data posterior)."""
     return {k: ANALYSES[wildcards.analysis]["cmc"][k] for k in COMBINE_KEYS}
 
 

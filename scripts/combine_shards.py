@@ -3,7 +3,7 @@ the full-data posterior when cmc.refine asks for it."""
 
 from phasemake.core.joblog import job_log
 from phasemake.fit.analysis import enable_compilation_cache, model_from_files
-from phasemake.posterior.cmc import combine_shards
+from phasemake.posterior.combination import combine_shards
 from phasemake.posterior.shardplan import read_shard_plan
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)

@@ -33,6 +33,7 @@ def test_msprime_generations_fit_with_defaults(workflow):
                 "model": "kingman",
                 "observations": "absorption_times",
                 "data": {"file": "tmrca.csv", "truth": {"coal": 1 / (2 * NE)}},
+                "cmc": {"grid": True},  # one parameter: check the draws against a grid
             }
         },
     }
@@ -48,3 +49,8 @@ def test_msprime_generations_fit_with_defaults(workflow):
     q = post["parameters"]["coal"]["quantiles"]
     assert q["0.025"] < truth < q["0.975"], q
     assert post["truth"]["coal"]["in_95"] is True
+    # the draws agree with the grid posterior in both tails, on the data's own scale
+    grid = post["grid"]["parameters"]["coal"]
+    assert post["grid"]["agrees"] and post["warnings"] == [], post["warnings"]
+    assert grid["grid95"][0] < truth < grid["grid95"][1]
+    np.testing.assert_allclose(grid["grid95"], [q["0.025"], q["0.975"]], rtol=0.02)

@@ -5,5 +5,7 @@
 :mod:`~phasemake.posterior.sampling` (NumPyro NUTS on one shard, its quality gates and shard
 files), :mod:`~phasemake.posterior.consensus` (combining shards),
 :mod:`~phasemake.posterior.refine` (importance refinement against the full-data posterior),
-and :mod:`~phasemake.posterior.cmc`, the jobs of one configured analysis.
+:mod:`~phasemake.posterior.grid` (a grid posterior for one or two parameters, the tail check),
+and :mod:`~phasemake.posterior.cmc` and :mod:`~phasemake.posterior.combination`, the
+jobs of one configured analysis.
 """

@@ -223,6 +223,8 @@ def summary_text(results: Sequence[AnalysisResult]) -> str:
         block = f"{r.name}: {_status(r)}\n{format_table(header, rows)}"
         for warning in r.fit.get("warnings", []):
             block += f"\nwarning: {warning}"
+        for warning in (r.posterior or {}).get("warnings", []):
+            block += f"\nposterior warning: {warning}"
         blocks.append(block)
     return "\n\n".join(blocks) if blocks else "no analyses found"
 
@@ -255,7 +257,7 @@ def closing_lines(results: Sequence[AnalysisResult]) -> list[str]:
             else:
                 parts.append(f"{name} {_num(p['estimate'])} {_nlsq_interval(p)}")
         line = f"{r.name}: {', '.join(parts)} ({_status(r)})"
-        warned = len(r.fit.get("warnings", []))
+        warned = len(r.fit.get("warnings", [])) + len((r.posterior or {}).get("warnings", []))
         if warned:
             line += f"; {warned} warning{'' if warned == 1 else 's'}: phasemake summary {r.name}"
         lines.append(line)

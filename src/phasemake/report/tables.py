@@ -167,6 +167,20 @@ def estimates_table(
     ]
     lines += [["warning", _flag(False, w)] for w in fit.get("warnings", [])]
     if posterior:
+        lines += [["posterior warning", _flag(False, w)] for w in posterior.get("warnings", [])]
+        grid = posterior.get("grid")
+        if grid and "parameters" in grid:
+            for name, g in grid["parameters"].items():
+                lines.append(
+                    [
+                        f"grid posterior of {name}",
+                        f"95% [{g['grid95'][0]:.4g}, {g['grid95'][1]:.4g}] "
+                        f"(draws [{g['draws95'][0]:.4g}, {g['draws95'][1]:.4g}]); grid mass "
+                        f"beyond the draws' tails {g['grid_mass_below']:.3f} / "
+                        f"{g['grid_mass_above']:.3f} (expected 0.025 ± {g['tolerance']:.3f})",
+                    ]
+                )
+    if posterior:
         how = f"{posterior['rule']} consensus of {posterior['shards']} shard(s)"
         refinement = posterior.get("refinement")
         if refinement:

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from phasemake.core.errors import PhasemakeError
-from phasemake.posterior.cmc import _against_truth, compare_posteriors, shard_attempt
+from phasemake.posterior.cmc import compare_posteriors, shard_attempt
+from phasemake.posterior.combination import _against_truth
 from phasemake.posterior.consensus import summarise_draws
 from phasemake.posterior.sampling import NUTSSettings
 from phasemake.workflow import check_analyses, resolve_model_specs

@@ -10,7 +10,7 @@ import pytest
 from phasemake.cli import main
 from phasemake.core.artefact import write_json_artefact
 from phasemake.core.errors import PhasemakeError
-from phasemake.posterior.cmc import _against_truth
+from phasemake.posterior.combination import _against_truth
 from phasemake.posterior.consensus import summarise_draws, write_consensus
 from phasemake.report.summary import closing_lines, export_analysis, find_results, summary_text
 
