@@ -81,11 +81,11 @@ def run_case(name: str, case: dict, replicates: int, size: int) -> list[list[str
         t_max = float(obs.columns["time"].max())
         block = obs.rows(0, obs.n_rows)
         t0 = time.perf_counter()
-        fit = fit_in_memory(
-            model,
-            [lambda phi, b=block: model.accumulate(phi, b, budget=model.budget(phi, t_max))],
-            profile=True,
-        )
+
+        def evaluate(phi, model=model, block=block, t_max=t_max):
+            return model.accumulate(phi, block, budget=model.budget(phi, t_max))
+
+        fit = fit_in_memory(model, [evaluate], profile=True)
         seconds += time.perf_counter() - t0
         if not fit["converged"]:
             failed += 1

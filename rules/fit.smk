@@ -76,6 +76,8 @@ rule profile_nlsq:
         "logs/profile_nlsq/{analysis}.log",
     benchmark:
         "logs/profile_nlsq/{analysis}.benchmark.tsv"
+    wildcard_constraints:
+        analysis=SEVERAL_CHUNKS,
     conda:
         "../envs/phasemake.yaml"
     threads: 1
@@ -87,8 +89,6 @@ rule profile_nlsq:
         range=profile_range,
         chunks=analysis_chunks,
         compilation_cache=f"{CACHE}/jax",
-    wildcard_constraints:
-        analysis=SEVERAL_CHUNKS,
     script:
         "../scripts/profile_nlsq.py"
 
