@@ -34,7 +34,7 @@ import numpy as np
 
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import PhasemakeError
-from phasemake.report.tables import read_fit, read_posterior_summary
+from phasemake.report.tables import format_profile, read_fit, read_posterior_summary
 
 __all__ = [
     "AnalysisResult",
@@ -110,15 +110,10 @@ def _interval(lo: Any = None, hi: Any = None) -> str:
     return f"[{_num(lo)}, {_num(hi)}]"
 
 
-def _profile(bounds: Sequence[Any]) -> str:
-    """A profile interval, ``open`` for a side the data do not close (``None``)."""
-    return "[" + ", ".join("open" if b is None else _num(b) for b in bounds) + "]"
-
-
 def _nlsq_interval(p: dict[str, Any]) -> str:
     """The fit's 95% interval of a free parameter: the profile's, else Wald's."""
     if "profile" in p:
-        return _profile(p["profile"])
+        return format_profile(p["profile"])
     return _interval(*p.get("wald95", []))
 
 
@@ -141,7 +136,7 @@ def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
         wald = p.get("wald95")
         row: list[Any] = [name, p["estimate"], p["se"], _interval(*wald) if wald else "–"]
         if profiled:
-            row.append(_profile(p["profile"]) if "profile" in p else "–")
+            row.append(format_profile(p["profile"]) if "profile" in p else "–")
         if post:
             q = post["parameters"][name]
             quantiles = q["quantiles"]

@@ -113,6 +113,17 @@ def write_html(page: str, path: str | os.PathLike[str]) -> None:
         tmp.write_text(page, encoding="utf-8")
 
 
+def format_profile(bounds) -> str:
+    """A profile interval as text, ``open`` for a side the data do not close (``None``).
+
+    Examples
+    --------
+    >>> format_profile([0.37, None])
+    '[0.37, open]'
+    """
+    return "[" + ", ".join("open" if b is None else f"{b:.4g}" for b in bounds) + "]"
+
+
 def _flag(ok: bool, value: Any) -> tuple[Any, str]:
     return (value, "good" if ok else "bad")
 
@@ -144,12 +155,7 @@ def estimates_table(
             continue
         row: list[Any] = [name, p["estimate"], p["se"]]
         if profiled:
-            bounds = p.get("profile")
-            row.append(
-                "–"
-                if bounds is None
-                else "[" + ", ".join("open" if b is None else f"{b:.4g}" for b in bounds) + "]"
-            )
+            row.append(format_profile(p["profile"]) if "profile" in p else "–")
         mean, sd = p["estimate"], p["se"]
         lo, hi = mean - 1.96 * sd, mean + 1.96 * sd
         if posterior:

@@ -42,7 +42,7 @@ def _times_fit(graph, truth, size, seed, censor_at=None, initial=None):
         [lambda phi: model.accumulate(phi, block, budget=model.budget(phi, t_max))],
         profile=True,
     )
-    return obs, fit
+    return obs, fit, model
 
 
 def _agree_with_wald(fit, within=0.10):
@@ -54,7 +54,7 @@ def _agree_with_wald(fit, within=0.10):
 
 def test_kingman_profile_equals_the_dense_likelihood_ratio_interval():
     graph = build_graph(kingman, n=10)
-    obs, fit = _times_fit(graph, [1.0], 2000, seed=3)
+    obs, fit, _ = _times_fit(graph, [1.0], 2000, seed=3)
 
     def minus2ll(log_c):
         return -2.0 * _dense_loglik(graph, [np.exp(log_c)], obs).sum()
@@ -72,7 +72,7 @@ def test_kingman_profile_equals_the_dense_likelihood_ratio_interval():
 def test_four_plus_four_lineages_have_an_open_profile_for_migration():
     """Issue 18's case: the data cannot exclude panmixia, so mig's profile is open above."""
     graph = build_graph(two_deme, n1=4, n2=4)
-    obs, fit = _times_fit(graph, [1.0, 0.5], 3000, seed=1)
+    obs, fit, _ = _times_fit(graph, [1.0, 0.5], 3000, seed=1)
     mig = fit["parameters"]["mig"]
     assert mig["profile"][1] is None and fit["profile_range"] == 100.0
     assert any(
@@ -109,7 +109,9 @@ def test_well_identified_two_demes_profile_equals_wald():
     by 12%: the likelihood is skewed there, and the profile equals the dense reference's
     likelihood-ratio end, 0.7923 vs 0.7925, measured with SciPy as above.)"""
     graph = build_graph(two_deme, n1=6, n2=6)
-    _, fit = _times_fit(graph, [1.0, 0.25], 20_000, seed=1, censor_at=12.0, initial={"mig": 0.05})
+    _, fit, _ = _times_fit(
+        graph, [1.0, 0.25], 20_000, seed=1, censor_at=12.0, initial={"mig": 0.05}
+    )
     _agree_with_wald(fit)
     assert fit["warnings"] == []
 
@@ -196,7 +198,7 @@ def test_a_fit_that_did_not_converge_has_no_profile():
     """Two demes 6 + 6 started at mig = 1 run off on the panmictic plateau (mig → ∞): the
     fit stops as a runaway, and no profile is computed around a point that is no optimum."""
     graph = build_graph(two_deme, n1=6, n2=6)
-    _, fit = _times_fit(graph, [1.0, 0.25], 5_000, seed=1, censor_at=12.0)
+    _, fit, _ = _times_fit(graph, [1.0, 0.25], 5_000, seed=1, censor_at=12.0)
     assert fit["status"] == "stopped" and fit["reason"].startswith("runaway")
     assert fit["profile_skipped"].startswith("the fit did not converge (runaway")
     assert all("profile" not in p for p in fit["parameters"].values())

@@ -17,31 +17,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import phasemake
 from phasemake import build_graph
-from phasemake.data.observations import simulate_absorption_times
-from phasemake.data.obsmodel import ObservationModel
-from phasemake.fit.nlsq import fit_in_memory
 from phasemake.models import two_deme
 from phasemake.posterior.grid import grid_check, grid_posterior
 from phasemake.posterior.priors import log_prior
 from phasemake.posterior.refine import full_data_log_density
 from phasemake.posterior.sampling import NUTSSettings, ShardQualityError, sample_nuts
+from tests.unit.fit.test_profile import _times_fit
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_demes_four_plus_four_sampler_matches_the_grid_or_says_it_cannot():
-    graph = build_graph(two_deme, n1=4, n2=4)
-    obs = simulate_absorption_times(graph, [1.0, 0.5], size=3000, seed=1)
-    model = ObservationModel("absorption_times", phasemake.compile_trace(graph))
+    obs, fit, model = _times_fit(build_graph(two_deme, n1=4, n2=4), [1.0, 0.5], 3000, seed=1)
     t_max = float(obs.columns["time"].max())
-    block = obs.rows(0, obs.n_rows)
-    fit = fit_in_memory(
-        model,
-        [lambda phi: model.accumulate(phi, block, budget=model.budget(phi, t_max))],
-        profile=True,
-    )
     assert fit["parameters"]["mig"]["profile"][1] is None
     assert any("open above" in w for w in fit["warnings"])
 
