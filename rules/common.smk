@@ -10,6 +10,7 @@ from snakemake.utils import min_version, validate
 from phasemake.configcheck import check_config
 from phasemake.report.summary import closing_lines, find_results
 from phasemake.workflow import (
+    GraphRecipe,
     attach_histories,
     check_analyses,
     discard_invalid_artefacts,

@@ -2,6 +2,7 @@
 # functions and rules in separate files).
 from phasemake.fit.analysis import discard_foreign_observations
 from phasemake.fit.state import check_passes, read_state
+from phasemake.resultcheck import discard_invalid_results
 
 
 def _any_of(names):
@@ -36,7 +37,8 @@ def chunk_runtime(wildcards, attempt):
 
 # Observations that are corrupt or not made from the configured data are rebuilt; a pass
 # whose chunk or state file went missing or bad (deleted as an error said) is redone, with
-# every later pass, before Snakemake walks the passes (a dry run only reports).
+# every later pass, before Snakemake walks the passes; a corrupt fit, profile, shard plan,
+# shard or consensus file is removed so that it is recomputed (a dry run only reports).
 if workflow.is_main_process:
     for _name in ANALYSES:
         for _problem in discard_foreign_observations(
@@ -48,6 +50,8 @@ if workflow.is_main_process:
         for _problem in check_passes(
             f"results/{_name}/nlsq", ANALYSES[_name]["chunks"], dry_run=DRY_RUN
         ):
+            logging.getLogger("phasemake").warning("phasemake: %s", _problem)
+        for _problem in discard_invalid_results(f"results/{_name}", dry_run=DRY_RUN):
             logging.getLogger("phasemake").warning("phasemake: %s", _problem)
 
 

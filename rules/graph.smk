@@ -24,10 +24,7 @@ rule build_graph:
         mem_mb=build_graph_mem_mb,
         runtime=build_graph_runtime,
     params:
-        model=spec_name,
-        callback=spec_callback,
-        model_params=spec_params,
-        max_states=spec_max_states,
+        recipe=graph_recipe,
     message:
         "build_graph: graph of {MODEL_OF:{wildcards.spec}} (spec {wildcards.spec})"
     script:

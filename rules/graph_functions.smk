@@ -25,24 +25,10 @@ def graph_files():
     return [f"{CACHE}/graphs/{spec}.h5" for spec in SPEC_MODELS]
 
 
-def spec_callback(wildcards):
-    """Callback reference of the model with this spec."""
-    return _spec_model(wildcards).callback
-
-
-def spec_params(wildcards):
-    """Construction params of the model with this spec."""
-    return _spec_model(wildcards).params
-
-
-def spec_max_states(wildcards):
-    """State cap of the model with this spec."""
-    return _spec_model(wildcards).max_states
-
-
-def spec_name(wildcards):
-    """Config name of the (first) model with this spec."""
-    return _spec_model(wildcards).name
+def graph_recipe(wildcards):
+    """What the build needs (callback, params, cap, a config name for its log), as one
+    param that Snakemake's params trigger compares by spec only."""
+    return GraphRecipe.of(_spec_model(wildcards))
 
 
 def _spec_model(wildcards):

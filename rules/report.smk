@@ -68,6 +68,7 @@ rule summarise_model:
         model=analysis_model_config,
         units_dir=f"{CACHE}/traces/units",
         unit_benchmarks=unit_benchmarks,
+        build_benchmark=graph_benchmark,
     script:
         "../scripts/summarise_model.py"
 

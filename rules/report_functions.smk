@@ -70,6 +70,11 @@ def unit_benchmarks(wildcards):
     return {u.key: pattern.format(unit=u.key) for u in read_plan(plan)[0]}
 
 
+def graph_benchmark(wildcards):
+    """Benchmark file of the analysis's graph build (absent: built by another workflow)."""
+    return str(rules.build_graph.benchmark).format(spec=_spec(wildcards))
+
+
 def nlsq_states(wildcards):
     """Every NLSQ pass state of the analysis, in pass order (checkpoints)."""
     count = read_state(final_nlsq_state(wildcards))["iteration"] + 1

@@ -133,6 +133,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from phasemake.workflow import count_states
 
     schema = os.path.join(args.workflow, "config", "config.schema.yaml")
+    if not os.path.isfile(schema):
+        raise PhasemakeError(
+            f"no phasemake workflow in {os.path.abspath(args.workflow)!r} (it has no "
+            "config/config.schema.yaml); run this in the workflow's folder or pass "
+            "--workflow path/to/phasemake"
+        )
     path = args.configfile or os.path.join(args.workflow, "config", "config.yaml")
     start = time.perf_counter()
     config, models = check_config_path(path, schema_path=schema)

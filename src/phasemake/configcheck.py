@@ -132,6 +132,14 @@ def _schema_at(schema: dict[str, Any], path: Any) -> dict[str, Any]:
     return node
 
 
+def _did_you_mean(key: Any, allowed: list[str]) -> str:
+    """``"did you mean 'N'? "`` for the closest allowed name, case aside (``n`` for ``N``
+    is the commonest slip, and too short for a similarity ratio), else ``""``."""
+    folded = {a.casefold(): a for a in allowed}
+    close = difflib.get_close_matches(str(key).casefold(), list(folded), n=1, cutoff=0.6)
+    return f"did you mean {folded[close[0]]!r}? " if close else ""
+
+
 def _message(error: Any, schema: dict[str, Any]) -> str:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -139,8 +147,7 @@ def _message(error: Any, schema: dict[str, Any]) -> str:
         extra = [k for k in error.instance if k not in allowed]
         lines = []
         for key in extra:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = _did_you_mean(key, allowed)
             lines.append(
                 f"config {config_path([*path, key])}: unknown key {key!r}; {hint}"
                 f"allowed here: {', '.join(allowed) or 'none'}"
@@ -290,8 +297,7 @@ def check_model_params(
         if not var_kw:
             for key in params:
                 if key not in names:
-                    close = difflib.get_close_matches(str(key), sorted(names), n=1, cutoff=0.6)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    hint = _did_you_mean(key, sorted(names))
                     raise ConfigError(
                         f"{where}: unknown param {key!r} (value {_short(params[key])}); "
                         f"{hint}the callback is {shown}, which takes "

@@ -22,6 +22,7 @@ from phasemake.graph.resolve import load_model
 from phasemake.graph.spechash import spec_hash
 
 __all__ = [
+    "GraphRecipe",
     "ModelSpec",
     "attach_histories",
     "check_analyses",
@@ -53,6 +54,27 @@ class ModelSpec(NamedTuple):
         if self.history:
             return tuple(self.history["parameters"])
         return tuple(self.model.parameters)
+
+
+class GraphRecipe(NamedTuple):
+    """What ``build_graph`` needs to build a spec's graph, as one Snakemake param whose
+    ``repr`` (what Snakemake's params trigger compares) is the spec alone: renaming a model,
+    moving its file or raising its ``max_states`` leaves the graph, named by its spec, as it
+    is (docs/cache.md)."""
+
+    name: str
+    callback: str
+    params: dict[str, Any]
+    max_states: int
+    spec: str
+
+    def __repr__(self) -> str:
+        return f"GraphRecipe(spec={self.spec!r})"
+
+    @classmethod
+    def of(cls, model: ModelSpec) -> GraphRecipe:
+        """The recipe of a configured model."""
+        return cls(model.name, model.callback, dict(model.params), model.max_states, model.spec)
 
 
 def check_history(name: str, history: dict[str, Any], model: Model) -> None:
@@ -291,7 +313,14 @@ def discard_invalid_artefacts(
             if dry_run:
                 messages.append(f"{problem} (dry run: not removed; a real run removes it)")
                 continue
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as err:  # a read-only (shared) cache: its writer must rebuild it
+                messages.append(
+                    f"{problem}; it cannot be removed ({err.strerror}): a read-only cache? "
+                    "ask whoever writes the cache to rebuild it (phasemake cache verify)"
+                )
+                continue
             changed |= memo.pop(key, None) is not None
             messages.append(f"{problem}; removed it so it is {_VERB[kind]}")
     if changed:

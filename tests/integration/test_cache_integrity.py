@@ -15,6 +15,7 @@ import os
 import shutil
 
 import h5py
+import numpy as np
 import pytest
 
 import phasemake
@@ -173,3 +174,35 @@ def test_a_cache_file_with_a_new_mtime_reruns_nothing(copy):
     assert "Nothing to be done" in _out(copy.snakemake("-n", *TARGETS))
     run(copy)
     assert (fit.stat().st_mtime_ns, fit.read_bytes()) == before
+
+
+def test_a_graph_rebuilt_elsewhere_and_a_large_touched_file_rerun_nothing(copy):
+    """Finding 10, the two cases a touch of a small file does not cover: (a) a graph
+    rebuilt from scratch (a new file, as another workflow or `phasemake build` writes it)
+    has the same bytes, so nothing downstream runs; (b) an input over Snakemake's default
+    1 MB checksum limit (here a 1.3 MB data file) touched: the workflow profile's
+    max-checksum-file-size lets Snakemake compare its checksum instead of its mtime."""
+    rows = np.random.default_rng(5).exponential(1.0, size=100_000)
+    (copy.root / "data").mkdir(exist_ok=True)
+    big = copy.root / "data/times.csv"
+    big.write_text("time\n" + "".join(f"{t:.9f}\n" for t in rows))
+    assert big.stat().st_size > 10**6
+    config = {**CONFIG, "analyses": {**CONFIG["analyses"]}}
+    config["analyses"]["f"] = {
+        "model": "k6",
+        "observations": "absorption_times",
+        "data": {"file": "data/times.csv"},
+        "cmc": {"enabled": False},
+    }
+    copy.write_config(config)
+    targets = [*TARGETS, "results/f/nlsq/fit.json"]
+    copy.snakemake("--cores", "2", *targets)
+    fits = {p: p.read_bytes() for p in copy.root.glob("results/*/nlsq/fit.json")}
+    graph = copy.root / f"cache/graphs/{SIX}.h5"
+    graph.unlink()  # rebuilt outside this workflow: a new inode and mtime, the same content
+    phasemake.write_graph(phasemake.build_graph(kingman, n=6), graph)
+    later = big.stat().st_mtime + 60
+    os.utime(big, (later, later))
+    assert "Nothing to be done" in _out(copy.snakemake("-n", *targets))
+    copy.snakemake("--cores", "2", *targets)
+    assert {p: p.read_bytes() for p in copy.root.glob("results/*/nlsq/fit.json")} == fits

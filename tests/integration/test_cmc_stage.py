@@ -30,6 +30,7 @@ import phasemake
 from phasemake.core.artefact import read_json_artefact
 from phasemake.data.observations import read_header
 from phasemake.posterior.sampling import read_shard
+from tests.integration.conftest import Workflow
 
 pytestmark = pytest.mark.integration
 
@@ -211,6 +212,36 @@ def test_killed_shard_job_is_retried_with_its_seed(finished, tmp_path):
     history = root / "logs/sample_shard/times/S3/shard1.attempts.jsonl"
     records = [json.loads(line) for line in history.read_text().splitlines()]
     assert [(r["attempt"], r["seed"], r["problem"]) for r in records] == [(1, [7, 1, 1], None)]
+    for rel, content in reference.items():
+        assert (root / rel).read_bytes() == content, rel
+
+
+def test_corrupt_results_are_reported_by_a_dry_run_and_recomputed_by_the_next_run(
+    finished, tmp_path
+):
+    """Issue 13 (7): a corrupt fit, profile, shard plan, shard or consensus file is not
+    left for a job to fail on: -n reports it and changes nothing; the next run removes it at
+    parse time and recomputes it, to the same bytes as the uninterrupted run's."""
+    root = tmp_path / "copy"
+    shutil.copytree(finished.root, root, symlinks=True)
+    files = [f"{CMC}/{rel}" for rel in ("plan.json", "S3/shard1.h5", "consensus.json")]
+    files += ["results/times/nlsq/fit.json", "results/times/nlsq/profile.json"]
+    reference = {rel: (finished.root / rel).read_bytes() for rel in _cmc_files(finished.root)}
+    reference.update({rel: (finished.root / rel).read_bytes() for rel in files})
+    for rel in files:  # bit rot that keeps the size; a truncated HDF5 file
+        content = bytearray((root / rel).read_bytes())
+        if rel.endswith(".json"):
+            content[content.index(b'"payload"') + 20] ^= 1
+        else:
+            content = content[: len(content) // 2]
+        (root / rel).write_bytes(bytes(content))
+    dry = Workflow(root).snakemake("-n")
+    for rel in files:
+        assert f"{rel}" in dry.stderr and "dry run: not removed" in dry.stderr, rel
+        assert (root / rel).read_bytes() != reference[rel], rel
+    proc = Workflow(root).snakemake("--cores", "2")
+    for rel in files:
+        assert f"{rel}" in proc.stderr and "removed it so it is recomputed" in proc.stderr, rel
     for rel, content in reference.items():
         assert (root / rel).read_bytes() == content, rel
 

@@ -102,6 +102,20 @@ def test_fresh_working_directory_rebuilds_nothing(populated, tmp_path):
     assert _cache_files(populated) == before
 
 
+def test_renaming_a_model_or_raising_its_cap_rebuilds_nothing(populated, tmp_path):
+    # the graph is named by its spec; a new config name or max_states does not change it
+    wf = _workflow(tmp_path / "third", populated)
+    wf.snakemake("--cores", "2")
+    before = _cache_files(populated)
+    config = _config(populated)
+    config["models"] = {"coalescent": {**config["models"]["kingman"], "max_states": 10_000}}
+    config["analyses"]["t"]["model"] = "coalescent"
+    wf.write_config(config)
+    assert _planned(wf) == dict.fromkeys(CACHE_RULES, 0)
+    wf.snakemake("--cores", "2")
+    assert _cache_files(populated) == before
+
+
 def _read_only(cache: Path):
     """Make ``cache`` read-only: write bits off, and for root (who ignores them) a
     read-only bind mount when the system allows it. Returns the undo function."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import yaml
 
@@ -44,7 +45,8 @@ def test_check_names_the_key_and_the_fix(tmp_path, capsys):
     )
     assert main(["check", "--workflow", str(REPO), "--configfile", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "models.k.params: unknown param 'N'" in err and "which takes n" in err
+    assert "models.k.params: unknown param 'N' (value 5); did you mean 'n'?" in err
+    assert "which takes n" in err
     bad.write_text(bad.read_text().replace("analyses:", "analyzes:").replace("N: 5", "n: 5"))
     assert main(["check", "--workflow", str(REPO), "--configfile", str(bad)]) == 2
     assert "did you mean 'analyses'" in capsys.readouterr().err
@@ -121,3 +123,77 @@ def test_histories_are_checked_and_their_parameters_fitted(tmp_path, capsys):
     wrong = sim.replace("c1: 4.0, c2: 1.0, tau: 0.3", "coal: 1.0")
     assert main(_config(tmp_path, models, f"  a: {{model: b, observations: sfs, {wrong}}}\n")) == 2
     assert "expected a value for each of ['c1', 'c2', 'tau', 'mutation']" in capsys.readouterr().err
+
+
+SIR = """import phasemake
+
+
+@phasemake.model(parameters=["beta", "gamma"], initial=lambda N, i0: [N - i0, i0])
+def sir(state, N, i0):
+    s, i = state.tolist()
+    if i == 0:
+        return []
+    out = [([s, i - 1], [0.0, float(i)])]
+    if s > 0:
+        out.append(([s - 1, i + 1], [s * i / N, 0.0]))
+    return out
+"""
+
+
+def test_the_first_hours_sir_mistakes_are_named_by_check(tmp_path, capsys):
+    # the issue's own case: params {n: 10, i0: 1} for a model that takes N
+    (tmp_path / "sir.py").write_text(SIR)
+    config = tmp_path / "my.yaml"
+    model = f"{{callback: '{tmp_path / 'sir.py'}:sir', params: {{{{params}}}}}}"
+    template = (
+        f"models:\n  sir: {model}\n"
+        "analyses:\n  a: {model: sir, observations: absorption_times, "
+        "data: {simulate: {theta: {beta: 1.0, gamma: 0.5}, seed: 1}}}\n"
+    )
+    args = ["check", "--workflow", str(REPO), "--configfile", str(config)]
+    config.write_text(template.replace("{params}", "n: 10, i0: 1"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "config models.sir.params: unknown param 'n' (value 10); did you mean 'N'?" in err
+    config.write_text(template.replace("{params}", "N: 10"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "config models.sir.params: missing param 'i0', required by the callback" in err
+    assert "add it, e.g. params: {i0: ...}" in err
+    config.write_text(template.replace("{params}", "N: 10, i0: 1"))
+    assert main(args) == 0
+    assert "model sir:" in capsys.readouterr().out
+
+
+def test_initial_params_the_callback_does_not_take_are_required(tmp_path, capsys):
+    (tmp_path / "m.py").write_text(SIR.replace("def sir(state, N, i0):", "def sir(state, **kw):"))
+    config = tmp_path / "my.yaml"
+    config.write_text(
+        f"models:\n  sir: {{callback: '{tmp_path / 'm.py'}:sir', params: {{N: 10}}}}\n"
+        "analyses: {}\n"
+    )
+    assert main(["check", "--workflow", str(REPO), "--configfile", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "missing param 'i0', required by the initial distribution of model 'sir'" in err
+
+
+def test_check_outside_a_workflow_says_where_to_point_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "no phasemake workflow in" in err and "--workflow" in err
+
+
+def test_check_refuses_a_mapping_alias_bomb_at_once(tmp_path, capsys):
+    # the guard for --configfile, which Snakemake merges (and hangs on) before the Snakefile
+    lines = ["a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
+    lines += [
+        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
+        for i in range(1, 9)
+    ]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    assert main(["check", "--workflow", str(REPO), "--configfile", str(bomb)]) == 2
+    assert time.perf_counter() - start < 5.0  # 10^9 values if expanded; refused unexpanded
+    assert "has more than 100000 values" in capsys.readouterr().err

@@ -123,6 +123,24 @@ def test_verified_artefacts_are_not_read_again_until_they_change(tmp_path, monke
     assert "is corrupt" in problem and not unit.exists() and graph.exists()
 
 
+def test_an_invalid_file_in_a_read_only_cache_is_reported_not_fatal(tmp_path, monkeypatch):
+    # a read-only cache (as root, write bits do not stop unlink: the refusal is simulated)
+    import pathlib
+
+    from phasemake.workflow import discard_invalid_artefacts
+
+    spec, _, unit = _cache_with_unit(tmp_path)
+    unit.write_bytes(unit.read_bytes()[:500])  # truncated
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    (problem,) = discard_invalid_artefacts(tmp_path, [spec])
+    assert str(unit) in problem and "cannot be removed (Permission denied)" in problem
+    assert "ask whoever writes the cache to rebuild it" in problem and unit.exists()
+
+
 def test_artefacts_written_by_a_run_are_remembered_without_reading(tmp_path, monkeypatch):
     from phasemake.trace import files as tracefile
     from phasemake.workflow import discard_invalid_artefacts, remember_artefacts

@@ -33,7 +33,7 @@ from phasemake.posterior.consensus import (
     read_weighted_consensus,
     summarise_draws,
 )
-from phasemake.posterior.priors import log_prior
+from phasemake.posterior.priors import log_prior, prior_box
 from phasemake.posterior.sampling import (
     ImproperPosteriorError,
     NUTSSettings,
@@ -90,11 +90,32 @@ def _fit_point(model: ObservationModel, fit_path: str | os.PathLike[str]):
     return phi, cov
 
 
-def shard_budget(model: ObservationModel, phi, cov, *, shards: int, t_max: float | None) -> int:
+def shard_budget(
+    model: ObservationModel,
+    phi,
+    cov,
+    *,
+    shards: int,
+    t_max: float | None,
+    prior: Mapping[str, Any] | None = None,
+) -> int:
     """Uniformisation steps that reach every point within :data:`REGION_SDS` shard sds
-    (``√(S · diag cov)``) of the fit: a shard's posterior is S times as wide."""
+    (``√(S · diag cov)``) of the fit: a shard's posterior is S times as wide.
+
+    Where the fit lies inside its :func:`~phasemake.posterior.priors.prior_box` (``prior``:
+    ``cmc.prior``), the region ends at that box too: on a likelihood plateau the NLSQ
+    covariance is huge (two-deme 4 + 4: ± 4 sd reached mig ≈ 850, every leapfrog step
+    paying for it) while the prior keeps the posterior far inside. A fit outside the box
+    (data that overrule the prior) keeps the covariance's region.
+    """
+    phi = np.asarray(phi, dtype=float)
     half = REGION_SDS * np.sqrt(shards * np.diag(cov))
-    return model.region_budget(phi, half, t_max)
+    lo, hi = phi - half, phi + half
+    box_lo, box_hi = prior_box(model.par.free_names, prior, shards=shards)
+    inside = (phi >= box_lo) & (phi <= box_hi)
+    lo = np.where(inside, np.maximum(lo, box_lo), lo)
+    hi = np.where(inside, np.minimum(hi, box_hi), hi)
+    return model.region_budget(0.5 * (lo + hi), 0.5 * (hi - lo), t_max)
 
 
 def plan_shards(
@@ -121,7 +142,7 @@ def plan_shards(
     p = len(phi)
     settings = NUTSSettings.from_config(cmc)
     iterations = settings.chains * (settings.warmup + settings.samples) * LEAPFROG_STEPS
-    budget = shard_budget(model, phi, cov, shards=1, t_max=header["t_max"])
+    budget = shard_budget(model, phi, cov, shards=1, t_max=header["t_max"], prior=cmc.get("prior"))
     shared, per_point = work_per_point(
         model.kind,
         budget=budget,
@@ -264,7 +285,9 @@ def sample_shard(
     obs = read_observations(observations)
     part = obs if shards == 1 else shard(obs, index, shards, seed=int(cmc["seed"]))
     phi, cov = _fit_point(model, fit_path)
-    budget = shard_budget(model, phi, cov, shards=shards, t_max=header["t_max"])
+    budget = shard_budget(
+        model, phi, cov, shards=shards, t_max=header["t_max"], prior=cmc.get("prior")
+    )
     settings = NUTSSettings.from_config(cmc).for_attempt(attempt)
     seed = (int(cmc["seed"]), index, attempt)
     log.info(

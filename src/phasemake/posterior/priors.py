@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
+from scipy.optimize import brentq
 
 jax.config.update("jax_enable_x64", True)
 
@@ -26,7 +28,7 @@ import numpyro.distributions as dist  # noqa: E402
 
 from phasemake.core.errors import DataError  # noqa: E402
 
-__all__ = ["DEFAULT_PRIOR", "FAMILIES", "log_prior"]
+__all__ = ["DEFAULT_PRIOR", "FAMILIES", "PRIOR_DROP", "log_prior", "prior_box"]
 
 #: The prior of a parameter the config does not name.
 DEFAULT_PRIOR = {"lognormal": {"loc": 0.0, "scale": 10.0}}
@@ -93,3 +95,58 @@ def log_prior(
         return sum(d.log_prob(theta[i]) for i, d in enumerate(dists)) + jnp.sum(phi)
 
     return log_density
+
+
+#: Log-density drop (per shard, on φ) at the edge of :func:`prior_box`: a normal prior's
+#: box is ± 5 sd, where the density is e^-12.5 of its mode's (two-sided mass 6e-7).
+PRIOR_DROP = 12.5
+
+
+def _family_args(spec: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    ((family, args),) = spec.items()
+    return family, {k: float(v) for k, v in args.items()}
+
+
+def prior_box(
+    names: Sequence[str],
+    config: Mapping[str, Any] | None = None,
+    *,
+    shards: int = 1,
+    drop: float = PRIOR_DROP,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each parameter's fractionated prior ``p_φ^{1/S}`` is within ``drop`` of its
+    maximum, on φ = log θ: outside it a shard's posterior has negligible mass unless the
+    data pull it there (then the fit's estimate lies outside too; see
+    :func:`phasemake.posterior.cmc.shard_budget`).
+
+    Lognormal: ``loc ± scale·√(2 S drop)``. Gamma and exponential (log density
+    ``k φ - r e^φ`` on φ, concave): the two roots of that drop, by Brent's method.
+
+    Examples
+    --------
+    >>> lo, hi = prior_box(["mig"], {"mig": {"lognormal": {"loc": 0.0, "scale": 1.0}}})
+    >>> float(lo[0]), float(hi[0])  # ± 5 sd
+    (-5.0, 5.0)
+    """
+    config = dict(config or {})
+    lows, highs = [], []
+    for name in names:
+        spec = config.get(name, DEFAULT_PRIOR)
+        _distribution(name, spec)  # the same checks (and messages) as log_prior
+        family, args = _family_args(spec)
+        depth = shards * drop
+        if family == "lognormal":
+            half = args["scale"] * np.sqrt(2.0 * depth)
+            lows.append(args["loc"] - half)
+            highs.append(args["loc"] + half)
+            continue
+        k = args.get("concentration", 1.0)
+        rate = args["rate"]
+        mode = np.log(k / rate)
+
+        def below(phi, k=k, rate=rate, mode=mode, depth=depth):
+            return (k * phi - rate * np.exp(phi)) - (k * mode - k) + depth
+
+        lows.append(brentq(below, mode - depth / k - 1.0, mode))
+        highs.append(brentq(below, mode, mode + np.log1p(depth) + 2.0 + np.sqrt(depth / k)))
+    return np.array(lows), np.array(highs)

@@ -24,6 +24,7 @@ from phasemake.core.artefact import atomic_path, read_json_artefact
 from phasemake.trace.files import read_claim
 
 __all__ = [
+    "build_seconds",
     "data_facts",
     "diagnostics_table",
     "estimates_table",
@@ -376,6 +377,14 @@ def read_benchmark(path: str | os.PathLike[str]) -> dict[str, float]:
             return float("nan")
 
     return {"s": number("s"), "max_rss": number("max_rss"), "cpu_time": number("cpu_time")}
+
+
+def build_seconds(path: str | os.PathLike[str]) -> float | str:
+    """The graph build's seconds from its benchmark file, or where the graph came from when
+    this working directory did not build it (the graph file holds no timings)."""
+    if not os.path.exists(path):
+        return "not built here (from the cache)"
+    return round(read_benchmark(path)["s"], 3)
 
 
 def _job(rule: str, path: str) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "read_unit",
     "stitch_trace_files",
     "trace_meta",
+    "unit_is_recorded",
     "write_plan",
     "write_trace",
     "write_unit",
@@ -147,6 +148,24 @@ def write_unit(arrays: dict[str, np.ndarray], path: str | os.PathLike[str]) -> s
         path, kind=UNIT_KIND, version=TRACE_FORMAT_VERSION, arrays=arrays, meta={"key": key}
     )
     return key
+
+
+def unit_is_recorded(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` already holds its valid unit (named by its content key, checksum
+    verified). Snakemake re-runs a job whose output it marked incomplete (an interrupted
+    run, then ``--rerun-incomplete``) although the unit may have been written in full: its
+    job then keeps the file instead of recording the unit again.
+
+    Examples
+    --------
+    >>> unit_is_recorded("/nonexistent/0123.h5")
+    False
+    """
+    try:
+        read_unit(path)
+    except ArtefactError:
+        return False
+    return True
 
 
 def read_unit(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

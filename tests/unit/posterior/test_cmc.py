@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
+import phasemake
+from phasemake import build_graph
 from phasemake.core.errors import PhasemakeError
-from phasemake.posterior.cmc import compare_posteriors, shard_attempt
+from phasemake.data.obsmodel import ObservationModel
+from phasemake.models import two_deme
+from phasemake.posterior.cmc import REGION_SDS, compare_posteriors, shard_attempt, shard_budget
 from phasemake.posterior.combination import _against_truth
 from phasemake.posterior.consensus import summarise_draws
 from phasemake.posterior.sampling import NUTSSettings
@@ -124,3 +128,28 @@ def test_an_improper_posterior_is_not_sampled_again(tmp_path):
             attempts=3,
             history=history,
         )
+
+
+def test_the_sampler_region_ends_at_the_prior_box_unless_the_data_overrule_the_prior():
+    # a plateau: the fit's sd on log mig is 1.6, so ± 6 sd reaches mig ≈ e^10.6
+    model = ObservationModel(
+        "absorption_times", phasemake.compile_trace(build_graph(two_deme, n1=2, n2=2))
+    )
+    cov = np.diag([0.01, 1.6**2])
+    prior = {"mig": {"lognormal": {"loc": 0.0, "scale": 1.0}}}  # box: log mig in ± 5
+
+    def box_budget(phi, lo, hi):  # the box, written out
+        return model.region_budget(0.5 * (lo + hi), 0.5 * (hi - lo), 10.0)
+
+    phi = np.array([0.0, np.log(0.5)])
+    half = REGION_SDS * np.sqrt(np.diag(cov))
+    wide = shard_budget(model, phi, cov, shards=1, t_max=10.0)
+    assert wide == box_budget(phi, phi - half, phi + half)
+    bounded = shard_budget(model, phi, cov, shards=1, t_max=10.0, prior=prior)
+    expected_hi = np.array([phi[0] + half[0], 5.0])
+    assert bounded == box_budget(phi, phi - half, expected_hi) < wide / 8
+    # a fit beyond the prior's box (mig = e^6): the data overrule the prior, region kept
+    far, narrow = np.array([0.0, 6.0]), np.diag([0.01, 0.25])
+    half = REGION_SDS * np.sqrt(np.diag(narrow))
+    kept = shard_budget(model, far, narrow, shards=1, t_max=10.0, prior=prior)
+    assert kept == box_budget(far, far - half, far + half)

@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from phasemake.core.errors import DataError
-from phasemake.posterior.priors import log_prior
+from phasemake.posterior.priors import PRIOR_DROP, log_prior, prior_box
 from phasemake.posterior.shards import choose_shards, shard_indices
 
 
@@ -68,3 +68,34 @@ def test_shard_count_rule_and_its_floor():
     assert heavy["rule"].startswith("shared work") and heavy["shards"] == 7  # b N / S = a
     tiny = choose_shards(points=300, shared=1.0, per_point=1.0, target_work=1e12, **common)
     assert tiny["shards"] == 1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"lognormal": {"loc": 0.5, "scale": 1.0}},
+        {"gamma": {"concentration": 2.0, "rate": 3.0}},
+        {"gamma": {"concentration": 50.0, "rate": 0.1}},
+        {"exponential": {"rate": 1.0}},
+    ],
+)
+@pytest.mark.parametrize("shards", [1, 4])
+def test_prior_box_ends_where_the_fractionated_prior_has_dropped(spec, shards):
+    # reference: SciPy's log density of θ plus the Jacobian φ, on a fine grid of φ
+    ((family, args),) = spec.items()
+    frozen = {
+        "lognormal": lambda: scipy.stats.lognorm(s=args["scale"], scale=np.exp(args["loc"])),
+        "gamma": lambda: scipy.stats.gamma(args.get("concentration"), scale=1 / args["rate"]),
+        "exponential": lambda: scipy.stats.expon(scale=1 / args["rate"]),
+    }[family]()
+    phi = np.linspace(-80, 20, 400_001)
+    log_p = (frozen.logpdf(np.exp(phi)) + phi) / shards
+    kept = phi[log_p >= log_p.max() - PRIOR_DROP]
+    (lo,), (hi,) = prior_box(["a"], {"a": spec}, shards=shards)
+    step = phi[1] - phi[0]  # the grid's resolution bounds the reference's error
+    assert abs(lo - kept[0]) < 2 * step and abs(hi - kept[-1]) < 2 * step, (lo, hi, kept[[0, -1]])
+
+
+def test_prior_box_checks_the_prior_like_log_prior():
+    with pytest.raises(DataError, match=r"prior\.a\.lognormal\.scale"):
+        prior_box(["a"], {"a": {"lognormal": {"loc": 0.0, "scale": -1.0}}})

@@ -9,7 +9,7 @@ import pytest
 import phasemake
 from phasemake import GraphBuildError, build_graph
 from phasemake.models import block_counting, kingman, two_deme
-from phasemake.trace.files import read_unit, stitch_trace_files, write_unit
+from phasemake.trace.files import read_unit, stitch_trace_files, unit_is_recorded, write_unit
 from phasemake.trace.units import layout_graph, plan_units, record_trace_arrays, record_unit
 
 
@@ -133,3 +133,15 @@ def test_several_cyclic_components_in_one_level_against_dense():
         np.testing.assert_allclose(trace.expectation(theta, rewards), ref, rtol=1e-12)
         moments = trace.moments(theta, 2, rewards[:, 0])
         assert float(moments[0]) == pytest.approx(ref[0], rel=1e-12)
+
+
+def test_a_unit_is_recorded_only_when_its_file_holds_that_unit(tmp_path):
+    # what record_trace_unit checks first (a complete unit that --rerun-incomplete reruns)
+    graph = build_graph(two_deme, n1=3, n2=2)
+    units, paths = record_through_files(graph, tmp_path, max_unit_cost=1)
+    assert all(unit_is_recorded(p) for p in paths)
+    assert not unit_is_recorded(tmp_path / "missing.h5")
+    paths[0].write_bytes(paths[0].read_bytes()[:300])  # truncated by a killed job
+    paths[1].rename(tmp_path / f"{units[2].key}.h5")  # another unit at this unit's path
+    assert not unit_is_recorded(paths[0])
+    assert not unit_is_recorded(tmp_path / f"{units[2].key}.h5")
