@@ -99,6 +99,16 @@ if workflow.is_main_process:
         logging.getLogger("phasemake").warning("phasemake: %s", _problem)
 
 
+# Snakemake's job total grows during a run: trace plans and NLSQ passes are checkpoints
+# whose results add the jobs after them. Say so once, before the counter starts.
+onstart:
+    print(
+        "phasemake: the job total grows as trace plans and NLSQ passes (checkpoints) "
+        "finish and add the jobs after them (docs/limits.md)",
+        file=sys.stderr,
+    )
+
+
 # The graphs, traces and units this run wrote are valid: recorded as verified (by size,
 # mtime, inode and ctime), the next parse does not read them again (a dry run with 500
 # units stays fast). A dry run verified nothing it did not read, so it records nothing.

@@ -217,6 +217,8 @@ def covariance(state: dict[str, Any], *, scale_known: bool) -> tuple[np.ndarray,
 
 #: The normal quantile of a central 95% interval.
 WALD_Z = 1.959963984540054
+#: The normal quantile of a central 90% interval.
+WALD_Z90 = 1.6448536269514722
 
 
 def _finite_exp(x: float) -> float | None:
@@ -236,7 +238,8 @@ def fit_summary(
     Each free parameter has ``se`` (the delta-method standard error of θ) and ``wald95``,
     the 95% Wald interval computed on log θ (the scale of the fit) and mapped back, so it
     stays positive: ``exp(log θ̂ ± 1.96 se(log θ̂))`` (an end beyond floating point, after
-    a runaway, is ``None``). With ``profile`` (the result of
+    a runaway, is ``None``), and ``wald90`` likewise. ``runaway`` names the parameters a
+    fit stopped on because they ran off along a plateau. With ``profile`` (the result of
     :func:`phasemake.fit.profile.profile_intervals`), each also has ``profile``, its 95%
     profile-likelihood interval ``[low, high]`` with ``None`` for a side that stays open
     within the profile's range, and the fit has ``profile_range`` (and ``profile_skipped``,
@@ -253,12 +256,16 @@ def fit_summary(
     for name, value in zip(model.par.names, model.par.values, strict=True):
         if name in free:
             i = free[name]
-            half = WALD_Z * np.sqrt(cov_phi[i, i])  # on log θ: the interval stays positive
+            sd = np.sqrt(cov_phi[i, i])  # on log θ: the intervals stay positive
             params[name] = {
                 "estimate": float(theta[i]),
                 "se": float(se[i]),
                 "fixed": False,
-                "wald95": [_finite_exp(phi[i] - half), _finite_exp(phi[i] + half)],
+                "wald95": [_finite_exp(phi[i] - WALD_Z * sd), _finite_exp(phi[i] + WALD_Z * sd)],
+                "wald90": [
+                    _finite_exp(phi[i] - WALD_Z90 * sd),
+                    _finite_exp(phi[i] + WALD_Z90 * sd),
+                ],
             }
             if profile is not None and name in profile["parameters"]:
                 params[name]["profile"] = profile["parameters"][name]["profile"]
@@ -282,6 +289,7 @@ def fit_summary(
         "status": state["status"],
         "converged": state["status"] == "converged",
         "reason": state["reason"],
+        "runaway": [model.par.free_names[i] for i, _ in state.get("runaway", [])],
         "history": state["history"],
         "warnings": fit_warnings(
             model.par.free_names,

@@ -69,14 +69,34 @@ FIT_KIND, FIT_VERSIONS = "phasemake.fit", (1,)
 REGION_SDS = 6.0
 
 
-def _fit_point(model: ObservationModel, fit_path: str | os.PathLike[str]):
-    """``(φ̂, cov φ̂)`` of the free parameters from an NLSQ ``fit.json``."""
+def _fit_point(
+    model: ObservationModel,
+    fit_path: str | os.PathLike[str],
+    prior: Mapping[str, Any] | None = None,
+):
+    """``(φ̂, cov φ̂)`` of the free parameters from an NLSQ ``fit.json``.
+
+    Raises
+    ------
+    ImproperPosteriorError
+        When the fit ran off along a plateau in a parameter that ``prior`` (``cmc.prior``)
+        leaves at the default flat prior: its posterior would be improper, and no sampler
+        run can succeed.
+    """
     fit = read_json_artefact(fit_path, kind=FIT_KIND, versions=FIT_VERSIONS)
     free = list(model.par.free_names)
     if fit["free"] != free:
         raise DataError(
             f"{fit_path} has free parameters {fit['free']}, the analysis {free}; "
             "delete the NLSQ results so that they are refitted"
+        )
+    flat = [n for n in fit.get("runaway", []) if n not in (prior or {})]
+    if flat:
+        advice = [w for w in fit.get("warnings", []) if w.split(" ", 1)[0] in flat]
+        raise ImproperPosteriorError(
+            f"not sampled: the NLSQ fit ({fit_path}) ran off along a plateau in "
+            f"{', '.join(flat)}, which has the default flat prior, so the posterior is "
+            f"improper and no sampler can succeed. {' '.join(advice)}"
         )
     if not fit["converged"]:
         log.warning("NLSQ fit %s did not converge (%s); warm start anyway", fit_path, fit["reason"])
@@ -138,7 +158,7 @@ def plan_shards(
     """
     header = read_header(observations)
     points = int(header["n_rows"])
-    phi, cov = _fit_point(model, fit_path)
+    phi, cov = _fit_point(model, fit_path, cmc.get("prior"))
     p = len(phi)
     settings = NUTSSettings.from_config(cmc)
     iterations = settings.chains * (settings.warmup + settings.samples) * LEAPFROG_STEPS
@@ -284,7 +304,7 @@ def sample_shard(
     header = read_header(observations)
     obs = read_observations(observations)
     part = obs if shards == 1 else shard(obs, index, shards, seed=int(cmc["seed"]))
-    phi, cov = _fit_point(model, fit_path)
+    phi, cov = _fit_point(model, fit_path, cmc.get("prior"))
     budget = shard_budget(
         model, phi, cov, shards=shards, t_max=header["t_max"], prior=cmc.get("prior")
     )

@@ -150,6 +150,9 @@ def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
+#: The derived row of an SFS fit: in the summary, and in ``estimates.csv`` (ASCII).
+THETA_ROW, THETA_CSV = "θ=4Neμ/site", "theta_4Nemu_per_site"
+
 #: The normal quantile of a central 95% interval.
 _Z95 = 1.959963984540054
 
@@ -194,6 +197,7 @@ def _status(result: AnalysisResult) -> str:
     if post is None:
         return line + "; no posterior"
     line += f"; posterior: {post['rule']} consensus of {post['shards']} shard(s)"
+    line += _sampler(post.get("shard_diagnostics") or [])
     refinement = post.get("refinement")
     if refinement:
         applied = refinement.get("applied")
@@ -201,6 +205,29 @@ def _status(result: AnalysisResult) -> str:
         if refinement.get("pareto_k") is not None:
             line += f" (Pareto k {refinement['pareto_k']:.2f})"
     return line
+
+
+def _sampler(diagnostics: Sequence[dict[str, Any]]) -> str:
+    """The shards' worst sampler diagnostics: max R-hat, min bulk and tail ESS (over
+    parameters and shards), divergent transitions in all."""
+    if not diagnostics:
+        return ""
+
+    def worst(key: str, pick) -> float | None:
+        values = [v for d in diagnostics for v in d.get(key) or []]
+        return pick(values) if values else None
+
+    parts = []
+    for label, key, pick, fmt in (
+        ("R-hat ≤", "r_hat", max, "{:.3f}"),
+        ("bulk ESS ≥", "ess_bulk", min, "{:.0f}"),
+        ("tail ESS ≥", "ess_tail", min, "{:.0f}"),
+    ):
+        value = worst(key, pick)
+        if value is not None:
+            parts.append(f"{label} {fmt.format(value)}")
+    parts.append(f"{sum(int(d.get('divergences', 0)) for d in diagnostics)} divergent")
+    return f" ({', '.join(parts)})"
 
 
 def summary_text(results: Sequence[AnalysisResult]) -> str:
@@ -214,7 +241,7 @@ def summary_text(results: Sequence[AnalysisResult]) -> str:
         theta = watterson_theta(r.fit)
         if theta is not None:
             est, se, (lo, hi) = theta
-            rows.append(["θ=4Neμ/site", est, se, _interval(lo, hi)] + [""] * (len(header) - 4))
+            rows.append([THETA_ROW, est, se, _interval(lo, hi)] + [""] * (len(header) - 4))
         block = f"{r.name}: {_status(r)}\n{format_table(header, rows)}"
         for warning in r.fit.get("warnings", []):
             block += f"\nwarning: {warning}"
@@ -275,6 +302,11 @@ def export_analysis(
     """Write ``estimates.csv``, and with a posterior ``draws.csv`` and ``posterior.nc``, of
     one analysis into ``out`` (default ``results/<analysis>/export``); returns the paths.
 
+    ``draws.csv`` holds the sample the posterior's numbers come from: after refinement the
+    importance sample with a ``weight`` column (normalised), else the consensus draws.
+    ``posterior.nc`` (ArviZ) holds the consensus draws as chains, unweighted, for chain
+    diagnostics and plots. SFS fits add the derived row ``theta_4Nemu_per_site``.
+
     Raises
     ------
     PhasemakeError
@@ -302,6 +334,10 @@ def export_analysis(
             q = post["parameters"][name]
             row += [q["mean"], q["sd"], *(q["quantiles"].get(k) for k in quantiles)]
         rows.append(row)
+    theta = watterson_theta(result.fit)
+    if theta is not None:  # SFS fits: θ = 4Neμ per site, derived (see watterson_theta)
+        est, se, (lo, hi) = theta
+        rows.append([THETA_CSV, "derived", est, se, lo, hi] + [None] * (len(header) - 6))
     written = [folder / "estimates.csv"]
     _write_csv(written[0], header, rows)
     consensus = Path(results) / analysis / "cmc" / "consensus.h5"

@@ -138,15 +138,15 @@ def estimates_table(
 ) -> str:
     """The result of an analysis: per parameter the NLSQ estimate and standard error, its
     95% profile-likelihood interval (``open`` on a side the data do not close), the
-    posterior mean, sd and 90% interval, and the simulated truth (shaded green when the
-    90% interval, or else ± 1.96 se, covers it)."""
+    posterior mean, sd, 95% and 90% intervals and median, and the simulated truth (shaded
+    green when the 95% posterior interval, or else ± 1.96 se, covers it)."""
     truth = truth or {}
     header = ["parameter", "NLSQ estimate", "NLSQ se"]
     profiled = any("profile" in p for p in fit["parameters"].values())
     if profiled:
         header.append("profile 95%")
     if posterior:
-        header += ["posterior mean", "posterior sd", "5%", "median", "95%"]
+        header += ["posterior mean", "posterior sd", "2.5%", "5%", "median", "95%", "97.5%"]
     if truth:
         header += ["true value", "(mean − true) / sd"]
     rows = []
@@ -161,8 +161,9 @@ def estimates_table(
         lo, hi = mean - 1.96 * sd, mean + 1.96 * sd
         if posterior:
             q = posterior["parameters"][name]
-            mean, sd, lo, hi = q["mean"], q["sd"], q["quantiles"]["0.05"], q["quantiles"]["0.95"]
-            row += [mean, sd, lo, q["quantiles"]["0.5"], hi]
+            qs = q["quantiles"]
+            mean, sd, lo, hi = q["mean"], q["sd"], qs["0.025"], qs["0.975"]
+            row += [mean, sd, lo, qs["0.05"], qs["0.5"], qs["0.95"], hi]
         if truth:
             true = truth.get(name)
             row += [_flag(lo <= true <= hi, true), (mean - true) / sd] if true else ["", ""]
@@ -197,7 +198,7 @@ def estimates_table(
         lines.append(["posterior", how])
     note = (
         "θ scale. The posterior columns come from the consensus draws; the truth is shaded "
-        "green when the 90% posterior interval (or NLSQ ± 1.96 se) covers it."
+        "green when the 95% posterior interval (or NLSQ ± 1.96 se) covers it."
     )
     return html_page(
         f"{analysis}: estimates",

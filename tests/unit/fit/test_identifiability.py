@@ -15,12 +15,15 @@ import pytest
 
 import phasemake
 from phasemake import build_graph
+from phasemake.core.artefact import write_json_artefact
 from phasemake.data.observations import simulate_absorption_times
 from phasemake.data.obsmodel import ObservationModel
 from phasemake.fit.identifiability import MAX_CORRELATION, fit_warnings
 from phasemake.fit.nlsq import RUNAWAY_LOG, LMSettings, fit_in_memory, fit_summary, lm_update
 from phasemake.fit.state import Accumulator
 from phasemake.models import kingman, two_deme
+from phasemake.posterior.cmc import _fit_point
+from phasemake.posterior.sampling import ImproperPosteriorError
 from tests.unit.fit.test_nlsq import _dense_loglik
 
 
@@ -89,7 +92,7 @@ class _Plateau:
         return Accumulator(np.array([[j * j]]), np.array([j * r]), 1.0 + r * r, 1.0 + r * r, 10.0)
 
 
-def test_a_plateau_stops_as_a_runaway_and_names_the_parameter():
+def test_a_plateau_stops_as_a_runaway_and_names_the_parameter(tmp_path):
     problem = _Plateau()
     phi, state = np.zeros(1), None
     for _ in range(100):
@@ -106,7 +109,17 @@ def test_a_plateau_stops_as_a_runaway_and_names_the_parameter():
 
     fit = fit_summary(Model(), state)
     assert fit["warnings"][0].startswith("mig runs off towards +∞: the fit stopped because")
-    assert fit["status"] == "stopped" and not fit["converged"]
+    assert fit["status"] == "stopped" and not fit["converged"] and fit["runaway"] == ["mig"]
+
+    # the CMC stage then refuses to sample under a flat prior, naming the parameter
+    path = tmp_path / "fit.json"
+    write_json_artefact(path, kind="phasemake.fit", version=1, payload=fit)
+    with pytest.raises(ImproperPosteriorError) as err:
+        _fit_point(Model(), path, prior={})
+    assert "ran off along a plateau in mig, which has the default flat prior" in str(err.value)
+    assert "cmc.prior.mig: {lognormal: {loc:" in str(err.value)  # the warning's concrete prior
+    phi, _ = _fit_point(Model(), path, prior={"mig": {"lognormal": {"loc": 0, "scale": 1}}})
+    assert phi.tolist() == state["best"]["phi"]
 
 
 def test_near_singular_information_among_three_parameters():

@@ -29,6 +29,12 @@ FIT = {
 }
 
 
+DIAGNOSTICS = [  # two shards' rows as consensus.json records them
+    {"r_hat": [1.004], "ess_bulk": [310.2], "ess_tail": [280.0], "divergences": 1},
+    {"r_hat": [1.012], "ess_bulk": [250.7], "ess_tail": [301.0], "divergences": 2},
+]
+
+
 def _write(root, *, posterior=True, truth=None):
     folder = root / "times"
     write_json_artefact(folder / "nlsq" / "fit.json", kind="phasemake.fit", version=1, payload=FIT)
@@ -37,6 +43,7 @@ def _write(root, *, posterior=True, truth=None):
     rng = np.random.default_rng(3)
     phi = np.log(rng.normal(1.0, 0.05, size=(2, 500, 1)))  # chains × draws × parameters
     summary = {**summarise_draws(phi, ["coal"]), "rule": "scott", "shards": 2}
+    summary["shard_diagnostics"] = DIAGNOSTICS
     if truth:
         summary["truth"] = _against_truth(summary, truth)
     write_json_artefact(
@@ -54,6 +61,8 @@ def test_summary_lists_estimates_intervals_truth_and_status(tmp_path):
     text = summary_text(find_results(tmp_path))
     q = post["parameters"]["coal"]["quantiles"]
     assert text.startswith("times: NLSQ converged after 6 passes; posterior: scott consensus")
+    # the shards' worst diagnostics: max R-hat, min bulk and tail ESS, all divergences
+    assert "(R-hat ≤ 1.012, bulk ESS ≥ 251, tail ESS ≥ 280, 3 divergent)" in text.splitlines()[0]
     assert "[0.962, 1.081]" in text  # the Wald interval of fit.json
     assert f"[{q['0.025']:.4g}, {q['0.975']:.4g}]" in text  # the posterior 95% interval
     assert q["0.025"] < q["0.05"] < q["0.95"] < q["0.975"]
@@ -120,6 +129,11 @@ def test_sfs_fits_also_show_theta_per_site(tmp_path):
     lo, hi = 0.003 * np.exp(-1.959963984540054 * 0.1), 0.003 * np.exp(1.959963984540054 * 0.1)
     assert line.split()[1:3] == ["0.003", "0.0003"]
     assert f"[{lo:.4g}, {hi:.4g}]" in line
+    (estimates,) = export_analysis("sfs", results=tmp_path)
+    rows = {r["parameter"]: r for r in csv.DictReader(estimates.open())}
+    theta = rows["theta_4Nemu_per_site"]
+    assert theta["fixed"] == "derived" and float(theta["estimate"]) == 0.003
+    assert float(theta["wald95_low"]) == pytest.approx(lo, rel=1e-12)
 
 
 def test_profile_intervals_show_open_sides_and_lead_the_closing_line(tmp_path):

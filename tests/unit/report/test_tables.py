@@ -41,7 +41,8 @@ FIT = {
 
 
 def _posterior(refinement=None):
-    quantiles = {"0.05": 0.95, "0.25": 0.99, "0.5": 1.01, "0.75": 1.03, "0.95": 1.06}
+    quantiles = {"0.025": 0.94, "0.05": 0.95, "0.25": 0.99, "0.5": 1.01, "0.75": 1.03}
+    quantiles |= {"0.95": 1.06, "0.975": 1.07}
     summary = {
         "rule": "scott",
         "shards": 2,
@@ -51,7 +52,13 @@ def _posterior(refinement=None):
             "mig": {
                 "mean": 0.30,
                 "sd": 0.01,
-                "quantiles": {**quantiles, "0.05": 0.28, "0.95": 0.32},
+                "quantiles": {
+                    **quantiles,
+                    "0.025": 0.27,
+                    "0.05": 0.28,
+                    "0.95": 0.32,
+                    "0.975": 0.33,
+                },
             },
         },
         "shard_diagnostics": [
@@ -87,8 +94,12 @@ def test_estimates_table_marks_the_truth():
         "times", FIT, posterior=_posterior(), truth={"coal": 1.0, "mig": 0.25, "mutation": 0.001}
     )
     assert page.startswith("<!DOCTYPE html>") and "times: estimates" in page
-    assert '<td class="good">1</td>' in page  # coal inside [0.95, 1.06]
-    assert '<td class="bad">0.25</td>' in page  # mig outside [0.28, 0.32]
+    assert '<td class="good">1</td>' in page  # coal inside its 95% [0.94, 1.07]
+    assert '<td class="bad">0.25</td>' in page  # mig outside its 95% [0.27, 0.33]
+    assert "<th>2.5%</th><th>5%</th><th>median</th><th>95%</th><th>97.5%</th>" in page
+    # shaded by the 95% interval, not the 90%: a truth between the 5% and 2.5% points
+    edge = estimates_table("times", FIT, posterior=_posterior(), truth={"mig": 0.275})
+    assert '<td class="good">0.275</td>' in edge
     assert "<td>fixed</td>" in page
     assert "scott consensus of 2 shard(s)" in page
     nlsq_only = estimates_table("times", FIT, truth={"coal": 1.0})
