@@ -320,11 +320,15 @@ def sample_nuts(
         cache_summary(),
     )
 
-    def run_chain(c: int) -> dict[str, np.ndarray]:
+    plateau: list[str] = []  # a chain that ends its warm-up on a plateau stops them all
+
+    def run_chain(c: int) -> dict[str, np.ndarray] | None:
         total = settings.warmup + settings.samples
         t0, k0 = time.perf_counter(), compile_seconds(this_thread=True)
         state, draws = programs.init(keys[c], jnp.asarray(inits[c]), cols, args[3]), programs.draws
         for a, b in _segments(0, settings.warmup):
+            if plateau:
+                return None
             state, draws = programs.advance(state, draws, a, b, cols, args[3])
             jax.block_until_ready(state)  # dispatch is asynchronous: time the work
             log.info(
@@ -336,6 +340,11 @@ def sample_nuts(
                 extra=PROGRESS,
             )
         t1, k1 = time.perf_counter(), compile_seconds(this_thread=True)
+        where = np.asarray(state.z)[None, None, :]
+        off = runaway(where, init_phi, init_cov, shards=shards, names=model.par.free_names)
+        if off:  # sampling on cannot help: say so now, not after the draws
+            plateau.append(f"chain {c} ended its warm-up on a plateau: " + " ".join(off))
+            return None
         adapt = state.adapt_state
         log.info(
             "chain %d: warm-up %.1f s (compile %.1f s), step size %.3g",
@@ -345,6 +354,8 @@ def sample_nuts(
             float(adapt.step_size),
         )
         for a, b in _segments(settings.warmup, total):
+            if plateau:
+                return None
             state, draws = programs.advance(state, draws, a, b, cols, args[3])
             jax.block_until_ready(state)
             elapsed = time.perf_counter() - t0
@@ -375,6 +386,8 @@ def sample_nuts(
             chains = list(pool.map(run_chain, range(settings.chains)))
     else:
         chains = [run_chain(c) for c in range(settings.chains)]
+    if plateau:
+        raise ImproperPosteriorError(plateau[0])
     stack = {k: np.stack([c[k] for c in chains]) for k in chains[0]}
     r_hat = np.array([split_gelman_rubin(stack["phi"][..., i]) for i in range(p)])
     ess = np.array([effective_sample_size(stack["phi"][..., i]) for i in range(p)])

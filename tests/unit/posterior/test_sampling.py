@@ -26,7 +26,12 @@ from phasemake.models import block_counting, kingman, rabbits
 from phasemake.posterior.consensus import combine
 from phasemake.posterior.priors import log_prior
 from phasemake.posterior.refine import full_data_log_density, importance_refine, resample
-from phasemake.posterior.sampling import NUTSSettings, ShardQualityError, sample_nuts
+from phasemake.posterior.sampling import (
+    ImproperPosteriorError,
+    NUTSSettings,
+    ShardQualityError,
+    sample_nuts,
+)
 from phasemake.posterior.shards import shard
 
 SETTINGS = NUTSSettings(chains=2, warmup=300, samples=600)
@@ -219,3 +224,37 @@ def test_runaway_names_a_plateau_and_not_a_skewed_proper_posterior():
     assert f"{np.exp(center[1] + 15 * sd[1]):.3g}" in message  # how far the draws went
     assert "cmc.prior.mig: {lognormal: {loc: -0.693, scale: 1}}" in message
     assert "nlsq.fixed.mig" in message
+
+
+@phasemake.model(parameters=["coal", "ghost"], initial=lambda n: [n])
+def _ghost(state, n):
+    """Kingman with a parameter no transition uses: its likelihood is flat everywhere."""
+    (k,) = state.tolist()
+    return [([k - 1], [k * (k - 1) / 2, 0.0])] if k > 1 else []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_warm_up_that_ends_on_a_plateau_stops_before_the_draws(threads, caplog):
+    # the default prior (sd 10 on log θ) over a flat likelihood: warm-up wanders far beyond
+    # the 0.1 sd that an (over-confident) NLSQ covariance claims for ghost
+    graph = build_graph(_ghost, n=3)
+    obs = simulate_absorption_times(graph, [1.0, 1.0], size=200, seed=3)
+    model = ObservationModel("absorption_times", phasemake.compile_trace(graph))
+    settings = NUTSSettings(chains=2, warmup=200, samples=2000)
+    with caplog.at_level("INFO"), pytest.raises(ImproperPosteriorError) as err:
+        sample_nuts(
+            model,
+            obs,
+            log_prior=log_prior(model.par.free_names),
+            shards=1,
+            init_phi=np.zeros(2),
+            init_cov=np.diag([0.01, 0.01]),
+            budget=model.budget(np.zeros(2), float(obs.columns["time"].max())),
+            settings=settings,
+            seed=(1,),
+            threads=threads,
+        )
+    assert "ended its warm-up on a plateau: ghost runs off towards" in str(err.value)
+    assert "cmc.prior.ghost: {lognormal:" in str(err.value)
+    # the draws stop at once (with threads, a chain between checks ends one more segment)
+    assert "iteration 600 of 2200" not in caplog.text
