@@ -13,6 +13,17 @@ from phasemake import load_model, spec_hash
 REPO = Path(__file__).resolve().parents[1]
 
 
+def mapping_bomb(*prefix: str) -> str:
+    """A YAML alias bomb made of mappings (10^9 values if expanded), after ``prefix`` lines:
+    what Snakemake's config merge hangs on."""
+    lines = [*prefix, "a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
+    lines += [
+        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
+        for i in range(1, 9)
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class ModelFiles:
     """Writes variants of a model (a folder of .py files each) and hashes them.
 

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.conftest import mapping_bomb
+
 pytestmark = pytest.mark.integration
 
 KINGMAN = "  k: {callback: 'phasemake.models:kingman', params: {n: 6}}\n"
@@ -89,13 +91,8 @@ def test_unknown_param_name(workflow):
 
 
 def test_mapping_alias_bomb_is_refused_before_snakemake_merges_it(workflow):
-    lines = ["cache: cache", "a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
-    lines += [
-        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
-        for i in range(1, 9)
-    ]
     try:
-        rc, out, _ = dry_run(workflow, "\n".join(lines) + "\n", timeout=20)
+        rc, out, _ = dry_run(workflow, mapping_bomb("cache: cache"), timeout=20)
     except subprocess.TimeoutExpired:
         pytest.fail("the parse hung on a YAML alias bomb made of mappings")
     assert rc != 0

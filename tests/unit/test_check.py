@@ -10,7 +10,7 @@ import yaml
 from phasemake.cli import main
 from phasemake.configcheck import fill_defaults
 from phasemake.workflow import resolve_model_specs
-from tests.conftest import REPO
+from tests.conftest import REPO, mapping_bomb
 
 SCHEMA_PATH = REPO / "config" / "config.schema.yaml"
 
@@ -186,13 +186,8 @@ def test_check_outside_a_workflow_says_where_to_point_it(tmp_path, capsys, monke
 
 def test_check_refuses_a_mapping_alias_bomb_at_once(tmp_path, capsys):
     # the guard for --configfile, which Snakemake merges (and hangs on) before the Snakefile
-    lines = ["a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
-    lines += [
-        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
-        for i in range(1, 9)
-    ]
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text("\n".join(lines) + "\n")
+    bomb.write_text(mapping_bomb())
     start = time.perf_counter()
     assert main(["check", "--workflow", str(REPO), "--configfile", str(bomb)]) == 2
     assert time.perf_counter() - start < 5.0  # 10^9 values if expanded; refused unexpanded

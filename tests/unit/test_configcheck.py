@@ -18,7 +18,7 @@ from phasemake.configcheck import (
 )
 from phasemake.models import kingman, two_deme
 from phasemake.workflow import resolve_model_specs
-from tests.conftest import REPO
+from tests.conftest import REPO, mapping_bomb
 
 SCHEMA_PATH = REPO / "config" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -212,13 +212,8 @@ def test_config_file_with_a_mapping_alias_bomb_is_refused(tmp_path):
     """Snakemake's configfile: merge walks every mapping: check the file before it."""
     from phasemake.configcheck import check_config_file
 
-    lines = ["a0: &a0 {" + ", ".join(f"k{j}: x" for j in range(10)) + "}"]
-    lines += [
-        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}"
-        for i in range(1, 9)
-    ]
     path = tmp_path / "config.yaml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(mapping_bomb())
     start = time.perf_counter()
     with pytest.raises(ConfigError, match=rf"config file {path} has more than {MAX_NODES}"):
         check_config_file(path)
