@@ -1,6 +1,7 @@
 # phasemake: phase-type model inference at scale. The stages, in the order of the file DAG,
-# are described in docs/workflow.md; each rules/<stage>.smk holds that stage's rules and the
-# input, params and resources functions they call.
+# are described in docs/workflow.md; each rules/<stage>.smk holds that stage's rules and
+# includes rules/<stage>_functions.smk, the input, params and resources functions they call
+# (Snakemake's linter wants functions and rules in separate files).
 
 
 from phasemake.configcheck import check_config_file

@@ -100,6 +100,7 @@ def main() -> None:
                 },
                 "chunks": args.chunks,
                 "nlsq": {"initial": initial},
+                "cmc": {"enabled": False},  # NLSQ only: benchmarks/cmc.py times the posterior
             }
         },
     }
