@@ -27,7 +27,7 @@ with job_log(snakemake.log[0], "summarise_model") as log:
         "edges": graph.n_edges,
         "absorbing vertices": int(graph.absorbing.sum()),
         "parameters": ", ".join(graph.parameters),
-        "graph build seconds": build_seconds(snakemake.params.build_benchmark),
+        "graph build job (s)": build_seconds(snakemake.params.build_benchmark),
         "topological levels": plan["levels"],
     }
     page = model_table(

@@ -381,8 +381,9 @@ def read_benchmark(path: str | os.PathLike[str]) -> dict[str, float]:
 
 
 def build_seconds(path: str | os.PathLike[str]) -> float | str:
-    """The graph build's seconds from its benchmark file, or where the graph came from when
-    this working directory did not build it (the graph file holds no timings)."""
+    """The graph build job's wall seconds (its Snakemake benchmark file: process start and
+    imports included), or where the graph came from when this working directory did not
+    build it (the graph file holds no timings)."""
     if not os.path.exists(path):
         return "not built here (from the cache)"
     return round(read_benchmark(path)["s"], 3)
