@@ -229,6 +229,11 @@ def _finite_exp(x: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def _wald(log_estimate: float, log_sd: float, z: float) -> list[float | None]:
+    """A Wald interval on log θ mapped back to θ (positive; an overflowing end is None)."""
+    return [_finite_exp(log_estimate - z * log_sd), _finite_exp(log_estimate + z * log_sd)]
+
+
 def fit_summary(
     model: ObservationModel, state: dict[str, Any], *, profile: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -261,11 +266,8 @@ def fit_summary(
                 "estimate": float(theta[i]),
                 "se": float(se[i]),
                 "fixed": False,
-                "wald95": [_finite_exp(phi[i] - WALD_Z * sd), _finite_exp(phi[i] + WALD_Z * sd)],
-                "wald90": [
-                    _finite_exp(phi[i] - WALD_Z90 * sd),
-                    _finite_exp(phi[i] + WALD_Z90 * sd),
-                ],
+                "wald95": _wald(phi[i], sd, WALD_Z),
+                "wald90": _wald(phi[i], sd, WALD_Z90),
             }
             if profile is not None and name in profile["parameters"]:
                 params[name]["profile"] = profile["parameters"][name]["profile"]
