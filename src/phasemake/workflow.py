@@ -16,6 +16,7 @@ from phasemake.core.expressions import check_expression
 from phasemake.data.observations import check_data_head
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
+from phasemake.graph.demesconfig import resolve_demes_model
 from phasemake.graph.files import read_graph
 from phasemake.graph.model import Model
 from phasemake.graph.resolve import load_model
@@ -123,6 +124,10 @@ def attach_histories(analyses: dict[str, dict[str, Any]], models: dict[str, Mode
         spec = models.get(a["model"])
         if spec is not None and spec.history:
             a["history"] = spec.history
+            if "theta0" in spec.history:  # a demes model: NLSQ starts at the file's values
+                nlsq = a.setdefault("nlsq", {})
+                start = dict(zip(spec.history["parameters"], spec.history["theta0"], strict=True))
+                nlsq["initial"] = {**start, **(nlsq.get("initial") or {})}
         else:
             a.pop("history", None)
 
@@ -164,22 +169,34 @@ def resolve_model_specs(
     out = {}
     for name, entry in models.items():
         params = dict(entry.get("params") or {})
+        callback = entry.get("callback")
         try:
-            model = load_model(entry["callback"], base_dir=base_dir)
-            check_model_params(name, model, params)
-            spec = spec_hash(model, **params)
             history = entry.get("history") or {}
             if not any(history.get(k) for k in ("parameters", "rates", "times")):
                 history = {}  # the schema's default: one epoch
-            if history:
-                check_history(name, history, model)
+            if entry.get("demes"):
+                model, callback, params, history = resolve_demes_model(
+                    name, {**entry, "history": history}, base_dir=base_dir
+                )
+            elif not callback:
+                raise PhasemakeError(
+                    "neither callback nor demes is given; expected callback: "
+                    "'path/to/file.py:name' (or 'package.module:name'), or demes: "
+                    "{file: 'path/to/model.yaml', samples: {A: 20}}"
+                )
+            else:
+                model = load_model(callback, base_dir=base_dir)
+                check_model_params(name, model, params)
+                if history:
+                    check_history(name, history, model)
+            spec = spec_hash(model, **params)
         except ConfigError:
             raise  # already names models.<name>.params
         except PhasemakeError as err:
             raise type(err)(f"config models.{name}: {err}") from err
         out[name] = ModelSpec(
             name=name,
-            callback=entry["callback"],
+            callback=callback,
             params=params,
             max_states=int(entry.get("max_states", DEFAULT_MAX_STATES)),
             spec=spec,

@@ -155,6 +155,10 @@ def with_history(analysis: dict[str, Any], graph, trace):
     from phasemake.trace.epochs import epochs
     from phasemake.trace.epochtrace import EpochTrace
 
+    if "demes" in history:
+        from phasemake.graph.demesconfig import demes_history
+
+        return EpochTrace(trace, demes_history(history, graph))
     spec = epochs(
         history["parameters"],
         rates=history["rates"],

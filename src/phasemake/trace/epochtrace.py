@@ -52,7 +52,7 @@ import numpy as np
 from jax.scipy.special import gammainc, gammaln
 
 from phasemake.core.errors import PhasemakeError
-from phasemake.trace import uniformisation
+from phasemake.trace import lumping, uniformisation
 from phasemake.trace.epochs import Epochs
 from phasemake.trace.evaluator import parameter_vector
 from phasemake.trace.uniformisation import _poisson_tail, _span
@@ -145,7 +145,7 @@ class EpochTrace:
         same graph.
     """
 
-    def __init__(self, trace, history: Epochs) -> None:
+    def __init__(self, trace, history: Epochs, *, lump: bool = True) -> None:
         if tuple(history.model_parameters) != tuple(trace.parameters):
             raise PhasemakeError(
                 f"the history's model rates {list(history.model_parameters)} are not the "
@@ -165,9 +165,27 @@ class EpochTrace:
             for e in history.events
         )
         self._order = trace.data.order
-        self._expect = jax.jit(self._expect_impl, static_argnames=("n",))
+        found = None
+        if lump and all(e is None for e in history.events):
+            found = lumping.lump(sd)
+        #: the block chain when the trace lumps exactly (see :mod:`phasemake.trace.lumping`)
+        self.lumping = found
+        if found is None:
+            self._expect = jax.jit(self._expect_impl, static_argnames=("n",))
+            self._second = jax.jit(self._second_impl, static_argnames=("n",))
+        else:
+            self._blocks = lumping.block_arrays(found)
+            self._expect = jax.jit(self._lumped_expect, static_argnames=("n",))
+            self._second = jax.jit(self._lumped_second, static_argnames=("n",))
         self._dist = jax.jit(self._dist_impl, static_argnames=("n", "n_last"))
-        self._second = jax.jit(self._second_impl, static_argnames=("n",))
+        # the history's values at φ in one program (not one small program per operation)
+        self._values = jax.jit(
+            lambda phi: (
+                history.rates(phi),
+                history.times(phi),
+                [None if e is None else e.weight(phi) for e in history.events],
+            )
+        )
 
     @property
     def n_vertices(self) -> int:
@@ -190,8 +208,7 @@ class EpochTrace:
 
     def _check(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Concrete rates and boundaries, validated (eager calls only)."""
-        rates = np.asarray(self.history.rates(jnp.asarray(phi)))
-        times = np.asarray(self.history.times(jnp.asarray(phi)))
+        rates, times, weights = jax.device_get(self._values(jnp.asarray(phi)))
         if not np.all(np.isfinite(rates)) or np.any(rates < 0):
             raise ValueError(f"epoch rates {rates.tolist()}; expected finite and >= 0")
         if times.size and (
@@ -211,7 +228,7 @@ class EpochTrace:
         for i, e in enumerate(self.history.events):
             if e is None:
                 continue
-            w = np.asarray(e.weight(jnp.asarray(phi)))
+            w = weights[i]
             sums = np.zeros(self.n_vertices)
             np.add.at(sums, e.src, w)
             bad = np.flatnonzero((np.abs(sums - 1) > 1e-12) & np.isin(np.arange(sums.size), e.src))
@@ -321,8 +338,25 @@ class EpochTrace:
         second = 2.0 * (total + starts[-1] * (pi @ h[:, 0]) + pi @ h2[:, 0])
         return jnp.where(self._covered(starts, lams, n), jnp.stack([mean, second]), jnp.nan)
 
+    # -- the block chain (a lumpable trace without events) ----------------------------------------
+    def _lumped_expect(self, phi, r, n: int):
+        r = r[self._order] * self._a.transient[:, None]
+        rates, times = self.history.rates(phi), self.history.times(phi)
+        return lumping.block_expectation(self._blocks, rates, times, r)
+
+    def _lumped_second(self, phi, n: int):
+        rates, times = self.history.rates(phi), self.history.times(phi)
+        return lumping.block_moments(self._blocks, rates, times)
+
     # -- public -------------------------------------------------------------------------------
-    def _budget(self, phi, n_terms, t_max=None) -> tuple[int, int]:
+    def _budget(self, phi, n_terms, t_max=None, *, series: bool = True) -> tuple[int, int]:
+        """The static numbers of terms; ``series=False`` for expectations and moments, which
+        the block chain of a lumped trace computes without a series (and without a budget,
+        even inside ``jit``)."""
+        if self.lumping is not None and not series:
+            if not isinstance(phi, jax.core.Tracer):
+                self._check(np.asarray(phi))
+            return 0, 0
         if n_terms is not None:
             return (n_terms, n_terms) if isinstance(n_terms, int) else tuple(n_terms)
         if isinstance(phi, jax.core.Tracer):
@@ -336,7 +370,7 @@ class EpochTrace:
         """``E[∫ r(X_t) dt]`` to absorption under the history; ``rewards=None`` gives
         ``E[T]``. Rewards are ``(V,)`` or ``(V, k)`` in graph vertex order."""
         phi = self._phi(theta)
-        n, _ = self._budget(phi, n_terms)
+        n, _ = self._budget(phi, n_terms, series=False)
         if rewards is None:
             return self._expect(phi, jnp.ones((self.n_vertices, 1)), n=n)[0]
         r = jnp.asarray(rewards, dtype=jnp.float64)
@@ -351,7 +385,7 @@ class EpochTrace:
     def moments(self, theta: Any, *, n_terms=None) -> jax.Array:
         """``[E[T], E[T²]]`` of the absorption time under the history."""
         phi = self._phi(theta)
-        n, _ = self._budget(phi, n_terms)
+        n, _ = self._budget(phi, n_terms, series=False)
         return self._second(phi, n=n)
 
     def _distribution(self, theta, t, n_terms):

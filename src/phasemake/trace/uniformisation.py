@@ -122,14 +122,14 @@ def series_data(arrays: dict[str, np.ndarray], alpha: np.ndarray) -> SeriesData:
     np.add.at(exit_coef, src[into], coef[into])
     perm = np.argsort(tgt, kind="stable")
     return SeriesData(
-        src=jnp.asarray(src[perm].astype(np.int32)),
-        tgt=jnp.asarray(tgt[perm].astype(np.int32)),
-        coef=jnp.asarray(coef[perm]),
-        out_coef=jnp.asarray(out_coef),
-        exit_coef=jnp.asarray(exit_coef),
-        transient=jnp.asarray((level > 0).astype(np.float64)),
-        alpha=jnp.asarray(alpha),
-        level=jnp.asarray(level),
+        src=jax.device_put(src[perm].astype(np.int32)),
+        tgt=jax.device_put(tgt[perm].astype(np.int32)),
+        coef=jax.device_put(coef[perm]),
+        out_coef=jax.device_put(out_coef),
+        exit_coef=jax.device_put(exit_coef),
+        transient=jax.device_put((level > 0).astype(np.float64)),
+        alpha=jax.device_put(alpha),
+        level=jax.device_put(level),
     )
 
 
