@@ -12,7 +12,9 @@ In one run, on a temporary copy of the workflow with one analysis of the default
    start cold: the first shard job compiles the NUTS programs, which take the data as
    arguments, and the other shards load them from the cache);
 4. the consensus against full-data NUTS (``compare_full.json``);
-5. per shard job: Snakemake's wall time (``benchmark:`` file), the Python start before
+5. a simulated cluster with one node per shard: the slowest shard job's wall time plus
+   the combine job's (their ``benchmark:`` files), against full-data NUTS;
+6. per shard job: Snakemake's wall time (``benchmark:`` file), the Python start before
    the script, imports, JAX compile seconds (all chains, from ``jax.monitoring``), warm-up
    (adaptation, compile included) and the draws (the sampling phase less its own
    compilation), all from the job's log. The fixed overhead is everything but the draws.
@@ -128,6 +130,10 @@ def main() -> None:
     summary = read_json_artefact(
         cmc / "consensus.json", kind="phasemake.consensus_summary", versions=(1,)
     )
+    combine_bench = root / f"logs/combine_shards/{args.analysis}.benchmark.tsv"
+    combine = float(combine_bench.read_text().splitlines()[1].split()[0])
+    # a cluster with one node per shard: the slowest shard job, then the combine job
+    cluster = max(r["wall"] for r in rows_two) + combine
     snakemake(root, "--cores", "2", str((cmc / "compare_full.json").relative_to(root)))
     comparison = read_json_artefact(
         cmc / "compare_full.json", kind="phasemake.posterior_comparison", versions=(1,)
@@ -156,6 +162,11 @@ def main() -> None:
     print(f"  CMC, S = {parts} shards + combine, --cores 1        {one:8.1f} s")
     print(f"  speed-up --cores 2 over --cores 1               {one / two:8.2f}x")
     print(f"  full-data NUTS / CMC --cores 2                  {full / two:8.2f}x")
+    print(f"  CMC / full-data NUTS --cores 2                  {two / full:8.2f}x")
+    print(
+        f"  one node per shard (slowest shard {max(r['wall'] for r in rows_two):.1f} s + "
+        f"combine {combine:.1f} s)  {cluster:8.1f} s = {cluster / full:.2f}x full-data NUTS"
+    )
     print(f"  shard files identical for --cores 1 and 2       {same}")
     report("full-data job (cold JAX cache)", full_rows)
     report(f"shard jobs, --cores 2 (mean of {parts})", rows_two)

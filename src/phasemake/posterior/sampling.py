@@ -62,6 +62,7 @@ __all__ = [
     "read_shard",
     "runaway",
     "sample_nuts",
+    "shard_metric",
     "tail_aware_ess",
     "write_shard",
 ]
@@ -201,12 +202,15 @@ def _chain_programs(
     sampling, called a segment at a time for the job log's progress lines."""
     init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_gen(model, log_prior, budget))
 
-    def init(key, phi0, cols, inv_shards):
+    def init(key, phi0, metric, cols, inv_shards):
         # the key split of numpyro's HMC.init (the second half seeds model initialisation)
         key, _ = jax.random.split(key)
         return init_kernel(
             phi0,
             num_warmup=settings.warmup,
+            # the shard posterior's expected covariance: in its coordinates the posterior
+            # is near a standard normal, where NumPyro's initial step size (1) is apt
+            inverse_mass_matrix=metric if settings.dense_mass else jnp.diag(metric),
             dense_mass=settings.dense_mass,
             target_accept_prob=settings.target_accept,
             max_tree_depth=settings.max_tree_depth,
@@ -240,8 +244,30 @@ def _chain_programs(
         jnp.zeros(n, state.num_steps.dtype),
     )
     bound = jax.ShapeDtypeStruct((), jnp.int32)
-    step = jax.jit(advance).lower(state, draws, bound, bound, *args[2:]).compile()
+    step = jax.jit(advance).lower(state, draws, bound, bound, *args[3:]).compile()
     return _ChainPrograms(first, step, draws)
+
+
+def shard_metric(init_cov: np.ndarray, shards: int) -> np.ndarray:
+    """The chains' starting inverse mass matrix: the shard posterior's expected covariance
+    of φ, ``shards × init_cov`` (the NLSQ covariance on the full data), symmetrised, with
+    its eigenvalues kept within 1e-8 of the largest (a nearly flat direction would
+    otherwise give a step size of 0); the identity where NLSQ has no finite covariance.
+
+    Examples
+    --------
+    >>> shard_metric(np.array([[0.01, 0.0], [0.0, 0.04]]), 4).tolist()
+    [[0.04, 0.0], [0.0, 0.16]]
+    """
+    cov = shards * np.asarray(init_cov, dtype=np.float64)
+    if cov.ndim != 2 or not np.all(np.isfinite(cov)):
+        return np.eye(len(cov))
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    if values[-1] <= 0:
+        return np.eye(len(cov))
+    values = np.maximum(values, 1e-8 * values[-1])
+    out = (vectors * values) @ vectors.T
+    return (out + out.T) / 2
 
 
 def _segments(start: int, stop: int) -> list[tuple[int, int]]:
@@ -309,7 +335,8 @@ def sample_nuts(
     z = np.random.default_rng(int(entropy[1])).standard_normal((settings.chains, p))
     inits = np.asarray(init_phi)[None, :] + 0.5 * z @ spread.T
     cols = model.padded(obs, rows=pad_rows)
-    args = (keys[0], jnp.asarray(inits[0]), cols, jnp.asarray(1.0 / shards))
+    metric = jnp.asarray(shard_metric(init_cov, shards))
+    args = (keys[0], jnp.asarray(inits[0]), metric, cols, jnp.asarray(1.0 / shards))
     t0, k0 = time.perf_counter(), compile_seconds()
     programs = _chain_programs(model, log_prior, budget, settings, args)
     log.info(
@@ -325,11 +352,12 @@ def sample_nuts(
     def run_chain(c: int) -> dict[str, np.ndarray] | None:
         total = settings.warmup + settings.samples
         t0, k0 = time.perf_counter(), compile_seconds(this_thread=True)
-        state, draws = programs.init(keys[c], jnp.asarray(inits[c]), cols, args[3]), programs.draws
+        state = programs.init(keys[c], jnp.asarray(inits[c]), metric, cols, args[4])
+        draws = programs.draws
         for a, b in _segments(0, settings.warmup):
             if plateau:
                 return None
-            state, draws = programs.advance(state, draws, a, b, cols, args[3])
+            state, draws = programs.advance(state, draws, a, b, cols, args[4])
             jax.block_until_ready(state)  # dispatch is asynchronous: time the work
             log.info(
                 "chain %d: iteration %d of %d (warm-up), %.1f s",
@@ -356,7 +384,7 @@ def sample_nuts(
         for a, b in _segments(settings.warmup, total):
             if plateau:
                 return None
-            state, draws = programs.advance(state, draws, a, b, cols, args[3])
+            state, draws = programs.advance(state, draws, a, b, cols, args[4])
             jax.block_until_ready(state)
             elapsed = time.perf_counter() - t0
             log.info("chain %d: iteration %d of %d, %.1f s", c, b, total, elapsed, extra=PROGRESS)

@@ -31,6 +31,7 @@ from phasemake.posterior.sampling import (
     NUTSSettings,
     ShardQualityError,
     sample_nuts,
+    shard_metric,
 )
 from phasemake.posterior.shards import shard
 
@@ -258,3 +259,14 @@ def test_a_warm_up_that_ends_on_a_plateau_stops_before_the_draws(threads, caplog
     assert "cmc.prior.ghost: {lognormal:" in str(err.value)
     # the draws stop at once (with threads, a chain between checks ends one more segment)
     assert "iteration 600 of 2200" not in caplog.text
+
+
+def test_the_starting_metric_is_the_shard_covariance_kept_positive_definite():
+    cov = np.array([[1.0, 1 - 1e-12], [1 - 1e-12, 1.0]])  # eigenvalues 2 and 1e-12
+    m = shard_metric(cov, 4)
+    values = np.linalg.eigvalsh(m)
+    # the flat direction is floored at 1e-8 of the largest; the rest is S × the covariance
+    assert values[0] == pytest.approx(1e-8 * values[-1], rel=1e-6)
+    np.testing.assert_allclose(m, 4 * cov, atol=1e-7)
+    assert np.array_equal(shard_metric(np.full((2, 2), np.nan), 3), np.eye(2))
+    assert np.array_equal(shard_metric(np.zeros((2, 2)), 3), np.eye(2))
