@@ -22,6 +22,12 @@ All of it is one pure function of the flat parameters φ per budget (the numbers
 are static), so it compiles once per trace and budget, is differentiable in every rate,
 boundary and event weight, and ``jax.vmap``-able over φ with a fixed budget.
 
+A trace that **lumps exactly** into a small chain of blocks (no events; see
+:mod:`phasemake.trace.lumping`: the one-deme coalescents, so every size history of one
+deme) has its expectations and E[T²] computed on that block chain instead, one dense
+matrix exponential per finite epoch and a triangular solve for the last: no series and
+no budget (``EpochTrace.lumping`` says whether it does; ``lump=False`` turns it off).
+
 Examples
 --------
 A bottleneck on the coalescent of 4 lineages: rate 4 (a quarter of the size) until τ = 0.5,
