@@ -176,7 +176,7 @@ def resolve_model_specs(
                 history = {}  # the schema's default: one epoch
             if entry.get("demes"):
                 model, callback, params, history = resolve_demes_model(
-                    name, {**entry, "history": history}, base_dir=base_dir
+                    {**entry, "history": history}, base_dir=base_dir
                 )
             elif not callback:
                 raise PhasemakeError(

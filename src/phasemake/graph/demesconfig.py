@@ -20,7 +20,6 @@ Examples
 ...     "      - {start_size: 2000, end_time: 300}\\n"
 ...     "      - {start_size: 500}\\n")
 >>> model, callback, params, history = resolve_demes_model(
-...     "bottleneck",
 ...     {"demes": {"file": "b.yaml", "samples": {"A": 6}, "sfs": True,
 ...                "free": ["A.epochs[1].start_size", "A.epochs[0].end_time"]}},
 ...     base_dir=d)
@@ -59,43 +58,44 @@ def _load(settings: dict[str, Any], path: Path):
 
 
 def resolve_demes_model(
-    name: str, entry: dict[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+    entry: dict[str, Any], *, base_dir: str | os.PathLike[str] | None = None
 ) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
     """``(model, callback, params, history)`` of a ``models.<name>`` entry with ``demes``.
 
     Raises
     ------
     PhasemakeError
-        Naming ``models.<name>.<key>``: a ``callback``, ``params`` or ``history`` beside
+        Naming the key under ``models.<name>`` (the caller adds that prefix): a
+        ``callback``, ``params`` or ``history`` beside
         ``demes``, a file that does not exist, or anything :func:`phasemake.from_demes`
         refuses (an unsupported feature, an unknown path, a deme not in the file).
     """
-    where = f"config models.{name}"
+    where = "demes"  # the caller prefixes "config models.<name>: "
     clash = [k for k in ("callback", "params", "history") if entry.get(k)]
     if clash:
         raise PhasemakeError(
-            f"{where}: {clash[0]} and demes are both given; a demes model takes its "
+            f"{clash[0]} and demes are both given; a demes model takes its "
             "coalescent and history from the file: remove one of them"
         )
     settings = {"free": [], "sfs": False, "tolerance": 1e-6, **entry["demes"]}
     for key in ("file", "samples"):
         if not settings.get(key):
             raise PhasemakeError(
-                f"{where}.demes.{key} is missing; a demes model needs file (a demes YAML "
+                f"{where}.{key} is missing; a demes model needs file (a demes YAML "
                 "file) and samples (lineages per deme, e.g. {A: 20})"
             )
     path = Path(settings["file"])
     full = path if path.is_absolute() else Path(base_dir or ".") / path
     if not full.is_file():
         raise PhasemakeError(
-            f"{where}.demes.file: {str(path)!r} is not a file (relative paths are from the "
+            f"{where}.file: {str(path)!r} is not a file (relative paths are from the "
             "working directory); expected a demes YAML file"
         )
     settings["sha256"] = _digest(full)
     try:
         dm = _load(settings, full)
     except PhasemakeError as err:
-        raise PhasemakeError(f"{where}.demes: {err}") from None
+        raise PhasemakeError(f"{where}: {err}") from None
     history = {
         "demes": settings,
         "parameters": list(dm.parameters),

@@ -92,15 +92,15 @@ def test_a_changed_file_is_refused_in_the_job_and_changes_the_settings(demes_fil
         ),
         (
             {"demes": {"file": "nothere.yaml", "samples": {"A": 4}}},
-            r"models\.b\.demes\.file: 'nothere\.yaml' is not a file",
+            r"models\.b: demes\.file: 'nothere\.yaml' is not a file",
         ),
         (
             {"demes": {"file": "bottleneck.yaml", "samples": {"B": 4}}},
-            r"models\.b\.demes: from_demes: samples name deme 'B'; the demes are \['A'\]",
+            r"models\.b: demes: from_demes: samples name deme 'B'; the demes are \['A'\]",
         ),
         (
             _entry(free=["A.epochs[2].start_size"]),
-            r"models\.b\.demes: .*A\.epochs\[2\]\.start_size",
+            r"models\.b: demes: from_demes: unknown free path 'A\.epochs\[2\]\.start_size'",
         ),
         ({"params": {}}, r"models\.b: neither callback nor demes is given"),
     ],
