@@ -118,3 +118,30 @@ def test_the_schema_wants_a_file_and_samples_and_nothing_else():
         {"params": {"n": 2}},
     ):
         assert not validator.is_valid({"models": {"b": bad}}), bad
+
+
+ISLANDS = """\
+time_units: generations
+demes:
+  - name: A
+    epochs: [{start_size: 1000}]
+  - name: B
+    epochs: [{start_size: 2000}]
+migrations:
+  - {demes: [A, B], rate: 1.0e-3}
+"""
+
+
+def test_a_structured_demes_model_resolves_and_its_job_history_equals_from_demes(demes_file):
+    (demes_file.parent / "islands.yaml").write_text(ISLANDS)
+    entry = {"demes": {"file": "islands.yaml", "samples": {"A": 2, "B": 2}, "free": []}}
+    spec = resolve_model_specs({"i": {**entry, "max_states": 1000}})["i"]
+    dm = phasemake.from_demes(demes_file.parent / "islands.yaml", {"A": 2, "B": 2})
+    assert (spec.callback, spec.params) == (dm.spec, dm.params)
+    assert spec.parameters == () and spec.history["theta0"] == []
+    model = phasemake.load_model(spec.callback)  # as the build job does, in a new process
+    graph = phasemake.build_graph(model, **spec.params)
+    et = with_history({"history": spec.history}, graph, phasemake.compile_trace(graph))
+    assert et.lumping is None  # migration and coalescence: jumps depend on the rates
+    ref = dm.epoch_trace().expectation(dm.theta0)
+    np.testing.assert_allclose(et.expectation(np.zeros(0)), ref, rtol=1e-13)
