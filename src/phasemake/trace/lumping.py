@@ -65,12 +65,14 @@ class Lumping(NamedTuple):
     ``nu[v]`` the probability of visiting v given that its block is visited,
     ``coef[B, B2]`` the block chain's generator coefficients (``(M, M, p)``: jump
     coefficients off the diagonal, minus the exit coefficients on it; transient blocks
-    only), ``start`` the start block (blocks are in topological order, ``start = 0``)."""
+    only, in topological order: the start block is 0), ``start_mass`` the initial
+    probability of the transient states (below 1 when some mass starts absorbed)."""
 
     block: np.ndarray
     nu: np.ndarray
     coef: np.ndarray
     n_blocks: int
+    start_mass: float = 1.0
 
 
 def _refine(labels: np.ndarray, src, tgt, w, n_states: int) -> np.ndarray:
@@ -159,7 +161,8 @@ def lump(data, *, max_blocks: int = MAX_BLOCKS) -> Lumping | None:
         frac = np.bincount(go, weights=w[e], minlength=m + 1)[:m]
         lumped[b] = frac[:, None] * out[v][None, :]
         lumped[b, b] = -out[v]
-    return Lumping(block=block, nu=nu, coef=lumped, n_blocks=m)
+    start_mass = float(np.sum(alpha[live]))
+    return Lumping(block=block, nu=nu, coef=lumped, n_blocks=m, start_mass=start_mass)
 
 
 # -- evaluation on the block chain (pure JAX) ------------------------------------------------
@@ -169,12 +172,15 @@ class Blocks(NamedTuple):
     block: jax.Array  # (V,) block of each vertex in trace order (M: none)
     nu: jax.Array  # (V,) P(visit v | visit its block)
     coef: jax.Array  # (M, M, p) block generator coefficients
+    start: jax.Array  # (M,) the initial distribution over blocks
 
 
 def block_arrays(lumping: Lumping) -> Blocks:
     """The device arrays of a lumping."""
     put = jax.device_put  # no compiled conversion programs (jnp.asarray makes some)
-    return Blocks(put(lumping.block), put(lumping.nu), put(lumping.coef))
+    start = np.zeros(lumping.n_blocks)
+    start[0] = lumping.start_mass
+    return Blocks(put(lumping.block), put(lumping.nu), put(lumping.coef), put(start))
 
 
 #: Squarings allowed to a matrix exponential (norms up to ~5e9; beyond it the result is
@@ -236,7 +242,7 @@ def _epochs(blocks: Blocks, rates: jax.Array, times: jax.Array):
     distribution entering the last epoch, and the epoch starts."""
     m = blocks.coef.shape[0]
     starts = jnp.concatenate([jnp.zeros((1,), rates.dtype), times])
-    pi = jnp.zeros((m,), rates.dtype).at[0].set(1.0)
+    pi = blocks.start
 
     def epoch(pi, xs):
         theta, d = xs

@@ -27,7 +27,11 @@ from tests.unit.trace.test_epochs import Dense, demes2
 
 
 def _initial(shape):
-    return [([0], 0.5), ([5], 0.5)] if shape == "split-start" else [([0], 1.0)]
+    if shape == "split-start":
+        return [([0], 0.5), ([5], 0.5)]
+    if shape == "part-absorbed":  # 30% of the mass starts absorbed (T = 0)
+        return [([0], 0.7), ([4], 0.3)]
+    return [([0], 1.0)]
 
 
 @phasemake.model(parameters=["a", "b"], initial=_initial)
@@ -37,7 +41,8 @@ def toy(state, shape):
     ``same``: both leave at a (one block {1, 2});
     ``diamond``: 1 at a, 2 at 3b, both to 3, which leaves at b (3 entered from 2 blocks);
     ``theta-jumps``: 0 → 1 at rate a, 0 → 2 at rate b (jump odds depend on θ);
-    ``split-start``: ``tree`` started half in 0 and half in 5 (→ absorption at b)."""
+    ``split-start``: ``tree`` started half in 0 and half in 5 (→ absorption at b);
+    ``part-absorbed``: ``tree`` with 30% of the mass starting absorbed."""
     s = int(state[0])
     if s == 0:
         if shape == "theta-jumps":
@@ -71,7 +76,7 @@ def test_block_counting_lumps_into_lineage_counts_with_kingman_probabilities():
         assert found.nu[pos] == pytest.approx(expected, rel=1e-13)
 
 
-@pytest.mark.parametrize(("shape", "blocks"), [("tree", 3), ("same", 2)])
+@pytest.mark.parametrize(("shape", "blocks"), [("tree", 3), ("same", 2), ("part-absorbed", 3)])
 def test_a_block_tree_under_epochs_equals_the_dense_chain(shape, blocks):
     graph = phasemake.build_graph(toy, shape=shape)
     history = phasemake.epochs(
