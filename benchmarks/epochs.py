@@ -85,6 +85,18 @@ def timed(fn, args, repeat: int = 10) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
+def three_epochs(graph):
+    """The benchmark's history: coalescence rates c0, c1, c2 with boundaries t1, t2."""
+    import phasemake
+
+    return phasemake.epochs(
+        ["c0", "c1", "c2", "t1", "t2"],
+        rates=[{"coal": "c0"}, {"coal": "c1"}, {"coal": "c2"}],
+        times=["t1", "t2"],
+        graph=graph,
+    )
+
+
 def first_use(n: int, cache: str) -> None:
     """Child process: graph build, trace record and the first expected SFS, timed from
     after the imports, with JAX's persistent compilation cache in ``cache`` (as every
@@ -100,12 +112,7 @@ def first_use(n: int, cache: str) -> None:
 
     t = time.perf_counter()
     graph = phasemake.build_graph(block_counting, n=n)
-    history = phasemake.epochs(
-        ["c0", "c1", "c2", "t1", "t2"],
-        rates=[{"coal": "c0"}, {"coal": "c1"}, {"coal": "c2"}],
-        times=["t1", "t2"],
-        graph=graph,
-    )
+    history = three_epochs(graph)
     et = phasemake.EpochTrace(phasemake.compile_trace(graph), history)
     rewards = jnp.asarray(graph.states[:, : n - 1], dtype=jnp.float64)
     jax.block_until_ready(et.expectation(jnp.asarray(PHI0), rewards))
@@ -157,12 +164,7 @@ def main() -> None:
         graph = phasemake.build_graph(block_counting, n=n)
         trace = phasemake.compile_trace(graph)
         build = time.perf_counter() - t
-        history = phasemake.epochs(
-            ["c0", "c1", "c2", "t1", "t2"],
-            rates=[{"coal": "c0"}, {"coal": "c1"}, {"coal": "c2"}],
-            times=["t1", "t2"],
-            graph=graph,
-        )
+        history = three_epochs(graph)
         et = phasemake.EpochTrace(trace, history)
         rewards = jnp.asarray(graph.states[:, : n - 1], dtype=jnp.float64)
         budget = max(et.n_terms(p) for p in phis)
