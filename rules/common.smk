@@ -136,6 +136,7 @@ wildcard_constraints:
     chunk="[0-9]+",
     parts="[1-9][0-9]*",
     shard="[0-9]+",
+    region="region[0-9]+",
 
 
 # -- resources: threads, memory (mem_mb, MB) and time (runtime, minutes) of each job ------------

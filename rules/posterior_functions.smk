@@ -142,8 +142,9 @@ def posterior_inputs(wildcards):
 
 
 def consensus_inputs(wildcards):
-    """The plan (after its checkpoint), its S shard files in shard order, and the
-    observations and model files (the refinement's full-data posterior)."""
+    """The plan (after its checkpoint), its S shard files in shard order, the
+    observations and model files (the refinement's full-data posterior), and the NLSQ fit
+    (the adjustment of linked rows)."""
     plan = checkpoints.plan_shards.get(analysis=wildcards.analysis).output.plan
     count = read_shard_plan(plan)["shards"]
     prefix = f"results/{wildcards.analysis}/cmc/S{count}"
@@ -151,5 +152,6 @@ def consensus_inputs(wildcards):
         "plan": plan,
         "shards": [f"{prefix}/shard{s}.h5" for s in range(count)],
         "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        "fit": f"results/{wildcards.analysis}/nlsq/fit.json",  # linked rows: the sandwich
         **_model_files(wildcards),
     }

@@ -2,7 +2,7 @@
 the full-data posterior when cmc.refine asks for it."""
 
 from phasemake.core.joblog import job_log
-from phasemake.fit.analysis import enable_compilation_cache, model_from_files
+from phasemake.fit.analysis import enable_compilation_cache, model_from_files, read_fit
 from phasemake.posterior.combination import combine_shards
 from phasemake.posterior.shardplan import read_shard_plan
 
@@ -22,6 +22,7 @@ with job_log(snakemake.log[0], "combine_shards") as log:
         model=model,
         observations=snakemake.input.observations,
         truth=snakemake.params.truth,
+        fit=read_fit(snakemake.input.fit),
         analysis=snakemake.wildcards.analysis,
         plan=plan,
     )

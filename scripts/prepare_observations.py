@@ -22,12 +22,15 @@ with job_log(snakemake.log[0], "prepare_observations") as log:
     trace = load_trace(  # the graph's own trace, else a clear error
         snakemake.input.trace, spec=graph.provenance.get("spec"), parameters=graph.parameters
     )
-    obs = prepare_observations(analysis, graph, trace)
+    obs = prepare_observations(analysis, graph, trace, regions=snakemake.input.get("regions"))
+    provenance = {"analysis": snakemake.wildcards.analysis, "data": analysis["data"]}
+    if "regions" in analysis:  # the contig column indexes these
+        provenance["contigs"] = list(dict.fromkeys(r["contig"] for r in analysis["regions"]))
     meta = write_observations(
         obs,
         snakemake.output.observations,
         block_rows=min(analysis["block_rows"], -(-obs.n_rows // analysis["chunks"])),
-        provenance={"analysis": snakemake.wildcards.analysis, "data": analysis["data"]},
+        provenance=provenance,
     )
     log.info(
         "%s: %d rows of %s in %d blocks, %s",

@@ -13,6 +13,7 @@ from phasemake.configcheck import ConfigError, check_model_params
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, DataError, GraphBuildError, PhasemakeError
 from phasemake.core.expressions import check_expression
+from phasemake.data.genomedata import check_genome_analysis
 from phasemake.data.observations import check_data_head
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
@@ -375,6 +376,10 @@ def data_rows(analysis: dict[str, Any]) -> int:
         return int(
             sim["size"] if analysis["observations"] == "absorption_times" else sim["windows"]
         )
+    if "vcf" in data:
+        from phasemake.data.genomedata import genome_windows
+
+        return genome_windows(analysis)
     path = Path(data["file"])
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
@@ -532,6 +537,8 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
         names = list(models[a["model"]].parameters)
         if a["observations"] == "sfs":
             names.append("mutation")
+        if a.get("misidentification"):
+            names.append("misid")
         nlsq = a.get("nlsq", {})
         for key, values in (
             ("nlsq.initial", nlsq.get("initial", {})),
@@ -567,11 +574,19 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
                 raise PhasemakeError(
                     f"{where}.data.truth.{p}: unknown parameter; expected names from {names}"
                 )
+        try:  # data.vcf, folded, misidentification, linkage; a VCF's regions
+            check_genome_analysis(a, where=where)
+        except DataError as err:
+            raise PhasemakeError(str(err)) from None
         if "file" in data and not os.path.isfile(data["file"]):
             raise PhasemakeError(f"{where}.data.file = {data['file']!r} does not exist")
         n_classes = None
         if a["observations"] == "sfs":
             n_classes = sfs_classes(models[a["model"]], where=f"{where}.observations")
+            if "vcf" in data:  # the extraction projects to the model's lineages
+                a["lineages"] = n_classes + 1
+            if data.get("folded"):
+                n_classes = (n_classes + 1) // 2  # minor-allele classes 1..n//2
         if "file" in data:
             try:  # the header and the first rows now; the data job reads the rest
                 check_data_head(data["file"], kind=a["observations"], n_classes=n_classes)

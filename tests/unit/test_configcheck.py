@@ -205,7 +205,7 @@ def test_message_adds_the_first_sentence_of_the_description():
         check_schema(config, SCHEMA)
     text = short(err)
     assert text.startswith("config analyses.a.data: ")
-    assert text.endswith("Expected: Exactly one of `file` and `simulate`")
+    assert text.endswith("Expected: Exactly one of `file`, `vcf` and `simulate`")
 
 
 def test_config_file_with_a_mapping_alias_bomb_is_refused(tmp_path):

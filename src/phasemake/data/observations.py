@@ -55,6 +55,10 @@ __all__ = [
 ]
 
 KINDS = ("absorption_times", "sfs")
+#: Optional columns that place rows (blocks of linked rows, :mod:`phasemake.fit.linkage`):
+#: ``block`` (written by the data job), ``group`` (absorption_times), and a VCF window's
+#: ``contig`` (an index into the contigs of the data's provenance), ``start`` and ``end``.
+LINK_COLUMNS = {"absorption_times": ("block", "group"), "sfs": ("block", "contig", "start", "end")}
 OBS_KIND = "phasemake.observations"
 OBS_VERSION = 1
 DEFAULT_BLOCK_ROWS = 65536
@@ -99,9 +103,15 @@ def _check(source, name, values, ok, expected, first_row=1):
 
 
 def validate(
-    kind: str, columns: dict[str, np.ndarray], *, source: str, n_classes: int | None = None
+    kind: str,
+    columns: dict[str, np.ndarray],
+    *,
+    source: str,
+    n_classes: int | None = None,
+    projected: bool = False,
 ) -> Observations:
-    """Check and normalise raw columns (float64, defaults filled in).
+    """Check and normalise raw columns (float64, defaults filled in). ``projected``: SFS
+    counts may be fractional (hypergeometric projection of sites with missing genotypes).
 
     Rows are numbered from 1 (the first data row; a header line is not counted).
 
@@ -128,11 +138,11 @@ def validate(
         n = cols["time"].shape[0]
         cols.setdefault("censored", np.zeros(n))
         cols.setdefault("weight", np.ones(n))
-        extra = set(cols) - {"time", "censored", "weight"}
+        extra = set(cols) - {"time", "censored", "weight", *LINK_COLUMNS["absorption_times"]}
         if extra:
             raise DataError(
                 f"{source}: unknown column(s) {sorted(extra)}; absorption_times takes "
-                "time, censored, weight"
+                "time, censored, weight, group"
             )
         t, c, w = cols["time"], cols["censored"], cols["weight"]
         _check(source, "time", t, np.isfinite(t), "a finite number")
@@ -161,11 +171,18 @@ def validate(
                 f"{source}: {counts.shape[1]} SFS classes per row; the model has "
                 f"n-1 = {n_classes} (columns xi_1..xi_{n_classes})"
             )
+        extra = set(cols) - {"sites", "counts", *LINK_COLUMNS["sfs"]}
+        if extra:
+            raise DataError(
+                f"{source}: unknown column(s) {sorted(extra)}; sfs takes sites, xi_1.. "
+                "(and contig, start, end from a VCF)"
+            )
         _check(source, "sites", sites, np.isfinite(sites) & (sites > 0), "a site count > 0")
         for j in range(counts.shape[1]):
             x = counts[:, j]
-            ok = np.isfinite(x) & (x >= 0) & (x == np.round(x))
-            _check(source, f"xi_{j + 1}", x, ok, "a non-negative integer count")
+            ok = np.isfinite(x) & (x >= 0) & ((x == np.round(x)) | projected)
+            what = "a non-negative count" if projected else "a non-negative integer count"
+            _check(source, f"xi_{j + 1}", x, ok, what)
         n = sites.shape[0]
     lengths = {k: v.shape[0] for k, v in cols.items()}
     if len(set(lengths.values())) != 1:
@@ -186,7 +203,7 @@ def _as_float(source: str, name: str, values: Any) -> np.ndarray:
 
 
 # -- files -----------------------------------------------------------------------------------
-TIME_COLUMNS = ("time", "censored", "weight")
+TIME_COLUMNS = ("time", "censored", "weight", "group")
 
 
 def header_problem(names: list[str], kind: str, n_classes: int | None = None) -> str | None:

@@ -18,6 +18,15 @@ clipping. Parameters may be held fixed.
     deviance residuals, ``sign(y-μ) √(2(y log(y/μ) - (y-μ)))``: the sum of squares is the
     deviance, so the optimum is the MLE; the covariance is ``s² (JᵀJ)⁻¹`` with
     ``s² = χ²/(N - p)``.
+
+    With ``misidentification``, a parameter ``misid`` (ε) mixes each class with its mirror,
+    ``(1 - ε) E[ξ_i] + ε E[ξ_{n-i}]``: a fraction ε of the sites has the ancestral allele
+    wrong (as in dadi and moments). With ``folded``, the data are minor-allele counts
+    ``η_1 .. η_{⌊n/2⌋}`` and the expectation is folded the same way,
+    ``E[ξ_i] + E[ξ_{n-i}]`` (``E[ξ_{n/2}]`` alone for n even).
+
+Every pass also returns each row's score ``∇_φ ℓ_i`` summed by block of linked rows (the
+``block`` column; :mod:`phasemake.fit.linkage`), for the sandwich covariance.
 """
 
 from __future__ import annotations
@@ -38,10 +47,27 @@ from phasemake.data.observations import Observations  # noqa: E402
 from phasemake.fit.state import Accumulator  # noqa: E402
 from phasemake.trace.uniformisation import BLOCK  # noqa: E402
 
-__all__ = ["MUTATION", "Accumulator", "ObservationModel", "Parametrisation"]
+__all__ = ["MISID", "MUTATION", "Accumulator", "ObservationModel", "Parametrisation", "fold"]
 
 #: Name of the SFS mutation-scaling parameter.
 MUTATION = "mutation"
+#: Name of the ancestral-misidentification parameter ε (``misidentification: true``).
+MISID = "misid"
+
+
+def fold(n: int) -> np.ndarray:
+    """The ``(⌊n/2⌋, n-1)`` matrix that folds an unfolded SFS of ``n`` lineages.
+
+    Examples
+    --------
+    >>> fold(4).tolist()
+    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    out = np.zeros((n // 2, n - 1))
+    for i in range(1, n // 2 + 1):
+        out[i - 1, i - 1] = 1.0
+        out[i - 1, n - i - 1] = 1.0
+    return out
 
 
 class Parametrisation(NamedTuple):
@@ -100,6 +126,14 @@ class ObservationModel:
         The graph's ``(V, d)`` states (``sfs``: rewards are the first n-1 columns).
     initial, fixed
         Parameter values by name (unnamed free parameters start at 1).
+    folded, misidentification
+        ``sfs`` only: minor-allele data; the ε parameter ``misid`` (see module docstring).
+    bootstrap, bootstrap_seed
+        Replicates of the block bootstrap accumulated with every pass, and their seed
+        (:mod:`phasemake.fit.linkage`).
+    linked
+        The rows are declared linked (the analysis's ``linkage``): the fit's headline
+        intervals are the block-robust ones.
     """
 
     def __init__(
@@ -110,18 +144,39 @@ class ObservationModel:
         states: np.ndarray | None = None,
         initial: Mapping[str, float] | None = None,
         fixed: Mapping[str, float] | None = None,
+        folded: bool = False,
+        misidentification: bool = False,
+        bootstrap: int = 0,
+        bootstrap_seed: int = 0,
+        linked: bool = False,
     ) -> None:
         self.kind, self.trace = kind, trace
-        names = tuple(trace.parameters) + ((MUTATION,) if kind == "sfs" else ())
-        if kind == "sfs" and MUTATION in trace.parameters:
-            raise DataError(f"the model has a parameter named {MUTATION!r}; rename it for sfs")
+        if kind != "sfs" and (folded or misidentification):
+            raise DataError("folded and misidentification apply to sfs analyses only")
+        if folded and misidentification:
+            raise DataError(
+                "misidentification with a folded SFS: folding removes what ε changes; "
+                "drop misidentification (or give the ancestral allele and unfold)"
+            )
+        extra = ((MUTATION,) if kind == "sfs" else ()) + ((MISID,) if misidentification else ())
+        names = tuple(trace.parameters) + extra
+        for name in extra:
+            if name in trace.parameters:
+                raise DataError(f"the model has a parameter named {name!r}; rename it for sfs")
+        if misidentification:
+            initial = {MISID: 0.01, **(initial or {})}
         self.par = Parametrisation.create(names, initial=initial or {}, fixed=fixed or {})
-        self.n_classes = None
+        self.folded, self.misidentification = folded, misidentification
+        self.bootstrap, self.bootstrap_seed = int(bootstrap), int(bootstrap_seed)
+        self.linked = bool(linked)
+        self.n_classes, self._fold = None, None
         if kind == "sfs":
             if states is None or states.shape[1] < 2:
                 raise DataError("sfs needs a block-counting model (state[i-1] = i-ton lineages)")
-            self.n_classes = int(states.shape[1] - 1)
-            self._rewards = jnp.asarray(states[:, : self.n_classes], dtype=jnp.float64)
+            k = int(states.shape[1] - 1)
+            self._rewards = jnp.asarray(states[:, :k], dtype=jnp.float64)
+            self._fold = jnp.asarray(fold(k + 1)) if folded else None
+            self.n_classes = (k + 1) // 2 if folded else k
         self._jitted: dict[Any, Any] = {}
         self._epochs = getattr(trace, "history", None) is not None  # an EpochTrace
 
@@ -156,10 +211,24 @@ class ObservationModel:
         """Statistics of ``block`` at ``phi``, padded with zero-weight rows to a multiple of
         1024 rows and to at least ``rows`` (the file's block size: a short last block then
         runs the same compiled program as the others)."""
+        from phasemake.fit.linkage import BlockScores
+
         cols = self.padded(block, rows=rows)
         fn = self._function(budget)
-        jtj, jtr, chi2, rr, count = (np.asarray(x) for x in fn(jnp.asarray(phi), cols))
-        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
+        out = (np.asarray(x) for x in fn(jnp.asarray(phi), cols))
+        jtj, jtr, chi2, rr, count, scores, bread = out
+        scores = scores[: block.n_rows]
+        if "block" in block.columns:
+            blocks = BlockScores.from_rows(
+                block.columns["block"],
+                scores,
+                bread=bread,
+                replicates=self.bootstrap,
+                seed=self.bootstrap_seed,
+            )
+        else:
+            blocks = BlockScores.independent(scores, bread=bread)
+        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count), blocks)
 
     def log_likelihood(self, phi, cols: Mapping[str, jax.Array], budget: int) -> jax.Array:
         """Total log-likelihood of (padded) columns at ``phi``, traceable (for NUTS).
@@ -201,8 +270,9 @@ class ObservationModel:
             return value, value
 
         g, ll = jax.jacfwd(loglik, has_aux=True)(phi)
-        wg = w[:, None] * g
-        return g.T @ wg, -wg.sum(axis=0), -2.0 * (w @ ll), w.sum(), (w > 0).sum()
+        wg = w[:, None] * g  # the rows' scores ∇ w_i ℓ_i
+        jtj = g.T @ wg
+        return jtj, -wg.sum(axis=0), -2.0 * (w @ ll), w.sum(), (w > 0).sum(), wg, jtj
 
     def _expected_sfs(self, phi, budget: int = 0):
         """Per-site expected SFS: ``mutation · E[ξ_i](θ)`` (``budget``: the terms of a
@@ -210,7 +280,11 @@ class ObservationModel:
         theta = self.par.theta(phi)
         p_model = len(self.trace.parameters)
         extra = {"n_terms": budget} if self._epochs else {}
-        return self.trace.expectation(theta[:p_model], self._rewards, **extra) * theta[p_model]
+        e = self.trace.expectation(theta[:p_model], self._rewards, **extra) * theta[p_model]
+        if self.misidentification:
+            eps = theta[p_model + 1]
+            e = (1.0 - eps) * e + eps * e[::-1]
+        return e if self._fold is None else self._fold @ e
 
     def _sfs(self, phi, cols, budget):
         sites, y, mask = cols["sites"], cols["counts"], cols["mask"]
@@ -234,7 +308,11 @@ class ObservationModel:
         dr, r = jax.jacfwd(residuals, has_aux=True)(e)  # (W k, k)
         jac = dr @ de
         chi2 = r @ r
-        return jac.T @ jac, jac.T @ r, chi2, chi2, mask.sum() * y.shape[1]
+        scores = -(jac * r[:, None]).reshape(y.shape[0], y.shape[1], -1).sum(axis=1)
+        # the expected (Fisher) information Σ_w Σ_i sites_w ∂e_i ∂e_iᵀ / e_i: the bread of
+        # the sandwich (JᵀJ of deviance residuals only approximates it)
+        fisher = (mask @ sites) * (de.T @ (de / e[:, None]))
+        return jac.T @ jac, jac.T @ r, chi2, chi2, mask.sum() * y.shape[1], scores, fisher
 
 
 def padded_size(n: int, multiple: int = 1024, rows: int | None = None) -> int:

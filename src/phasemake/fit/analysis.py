@@ -29,8 +29,9 @@ from phasemake.data.observations import (
     simulate_absorption_times,
     simulate_sfs,
 )
+from phasemake.fit.linkage import BlockScores
 from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update, profile_state
-from phasemake.fit.state import CHUNK_KIND, Accumulator, read_state, write_state
+from phasemake.fit.state import CHUNK_KIND, CHUNK_VERSION, Accumulator, read_state, write_state
 
 if TYPE_CHECKING:  # JAX is imported on first use: the reducer job does without it
     from phasemake.data.obsmodel import ObservationModel
@@ -44,6 +45,7 @@ __all__ = [
     "model_from_files",
     "prepare_observations",
     "profile_fit",
+    "read_fit",
     "read_state",
     "step_nlsq",
     "streamed_evaluator",
@@ -114,8 +116,19 @@ def model_for(
         kind = analysis["observations"]
         start = start_values(kind, trace, states, moments, initial=initial, fixed=fixed)
         initial = {**start, **initial}
+    linkage = analysis.get("linkage") or {}
+    blocked = any(linkage.get(k) for k in ("block_bases", "block_rows", "groups"))
     return ObservationModel(
-        analysis["observations"], trace, states=states, initial=initial, fixed=fixed
+        analysis["observations"],
+        trace,
+        states=states,
+        initial=initial,
+        fixed=fixed,
+        folded=bool(analysis.get("data", {}).get("folded", False)),
+        misidentification=bool(analysis.get("misidentification", False)),
+        bootstrap=int(linkage.get("bootstrap", 0)),
+        bootstrap_seed=int(linkage.get("seed", 0)),
+        linked=blocked or "vcf" in analysis.get("data", {}),
     )
 
 
@@ -168,19 +181,55 @@ def with_history(analysis: dict[str, Any], graph, trace):
     return EpochTrace(trace, spec)
 
 
-def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations:
-    """Read and validate ``data.file``, or simulate ``data.simulate`` exactly."""
-    from phasemake.data.obsmodel import MUTATION
+def prepare_observations(
+    analysis: dict[str, Any],
+    graph,
+    trace,
+    *,
+    regions: list[str | os.PathLike[str]] | None = None,
+) -> Observations:
+    """Read and validate ``data.file``, join the extracted ``regions`` of ``data.vcf``
+    (:func:`phasemake.data.genomedata.join_regions`), or simulate ``data.simulate``
+    exactly; then number the blocks of linked rows (the ``block`` column,
+    :func:`phasemake.fit.linkage.block_ids`)."""
+    from phasemake.fit.linkage import block_ids
+
+    obs = _observations(analysis, graph, trace, regions)
+    blocks = block_ids(obs.columns, analysis.get("linkage"))
+    return Observations(obs.kind, {**obs.columns, "block": blocks.astype(np.float64)})
+
+
+def _observations(analysis, graph, trace, regions) -> Observations:
+    from phasemake.data.obsmodel import MISID, MUTATION, fold
 
     kind, data = analysis["observations"], analysis["data"]
     trace = with_history(analysis, graph, trace)
     n_classes = graph.states.shape[1] - 1 if kind == "sfs" else None
+    folded = bool(data.get("folded", False))
+    if "vcf" in data:
+        from phasemake.data.genomedata import join_regions
+
+        obs, info = join_regions(
+            regions or [], n_classes=(n_classes + 1) // 2 if folded else n_classes,
+            source=data["vcf"]["file"],
+        )  # fmt: skip
+        log.info(
+            "%d records read; skipped: %s; %d windows without a callable site dropped",
+            info["records"],
+            ", ".join(f"{k} {v}" for k, v in sorted(info["skipped"].items())) or "none",
+            info["dropped_windows"],
+        )
+        return obs
     if "file" in data:
         return read_data_file(
-            data["file"], kind=kind, n_classes=n_classes, windows=data.get("windows", 1)
+            data["file"],
+            kind=kind,
+            n_classes=(n_classes + 1) // 2 if folded else n_classes,
+            windows=data.get("windows", 1),
         )
     sim = data["simulate"]
-    names = tuple(trace.parameters) + ((MUTATION,) if kind == "sfs" else ())
+    misid = bool(analysis.get("misidentification"))
+    names = tuple(trace.parameters) + ((MUTATION,) if kind == "sfs" else ()) + ((MISID,) * misid)
     missing = [n for n in names if n not in sim["theta"]]
     if missing or set(sim["theta"]) - set(names):
         raise ValueError(
@@ -204,6 +253,11 @@ def prepare_observations(analysis: dict[str, Any], graph, trace) -> Observations
         )
     rewards = graph.states[:, :n_classes].astype(np.float64)
     expected = np.asarray(trace.expectation(theta, rewards)) * sim["theta"][MUTATION]
+    if misid:
+        eps = sim["theta"][MISID]
+        expected = (1.0 - eps) * expected + eps * expected[::-1]
+    if folded:
+        expected = fold(n_classes + 1) @ expected
     sites = np.full(sim["windows"], float(sim["sites"]))
     return simulate_sfs(expected, sites=sites, seed=sim["seed"])
 
@@ -316,16 +370,31 @@ def accumulate_chunk(
         acc = Accumulator.total(parts)
     else:  # more chunks than blocks: an empty chunk
         p = len(phi)
-        acc = Accumulator(np.zeros((p, p)), np.zeros(p), 0.0, 0.0, 0.0)
+        empty = BlockScores.from_rows(
+            np.zeros(0), np.zeros((0, p)), replicates=model.bootstrap, seed=model.bootstrap_seed
+        )  # (its bread: zeros)
+        acc = Accumulator(np.zeros((p, p)), np.zeros(p), 0.0, 0.0, 0.0, empty)
+    blocks = acc.blocks
     write_artefact(
         output,
         kind=ACC_KIND,
-        version=VERSION,
-        arrays={"jtj": acc.jtj, "jtr": acc.jtr, "phi": phi},
+        version=CHUNK_VERSION,
+        arrays={
+            "jtj": acc.jtj,
+            "jtr": acc.jtr,
+            "phi": phi,
+            "open_ids": blocks.open_ids,
+            "open_scores": blocks.open_scores,
+            "meat": blocks.meat,
+            "boot": blocks.boot,
+            "bread": blocks.bread,
+        },
         meta={
             "chi2": acc.chi2,
             "rr": acc.rr,
             "count": acc.count,
+            "closed": blocks.closed,
+            "seed": blocks.seed,
             "data": meta["checksum"],
             "chunk": chunk,
             "chunks": chunks,
@@ -345,9 +414,20 @@ def step_nlsq(
     """The reducer: sum the chunk files in order, take one LM step, write the state."""
     accs, phis, data = [], [], set()
     for path in chunk_files:
-        arrays, meta = read_artefact(path, kind=ACC_KIND, versions=(VERSION,))
+        arrays, meta = read_artefact(path, kind=ACC_KIND, versions=(CHUNK_VERSION,))
+        blocks = BlockScores(
+            arrays["open_ids"].astype(np.int64),
+            arrays["open_scores"],
+            arrays["meat"],
+            arrays["boot"],
+            int(meta["closed"]),
+            int(meta["seed"]),
+            arrays["bread"],
+        )
         accs.append(
-            Accumulator(arrays["jtj"], arrays["jtr"], meta["chi2"], meta["rr"], meta["count"])
+            Accumulator(
+                arrays["jtj"], arrays["jtr"], meta["chi2"], meta["rr"], meta["count"], blocks
+            )
         )
         phis.append(arrays["phi"])
         data.add(meta["data"])
@@ -443,3 +523,8 @@ def write_fit(
     fit = {**fit_summary(model, state, profile=intervals), "data": state["data"], **extra}
     write_json_artefact(output, kind=FIT_KIND, version=VERSION, payload=fit)
     return fit
+
+
+def read_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A verified ``fit.json`` (:func:`write_fit`)."""
+    return read_json_artefact(path, kind=FIT_KIND, versions=(VERSION,))

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from phasemake.fit.identifiability import fit_warnings
+from phasemake.fit.linkage import BlockScores, robust_parameters, robust_summary
 from phasemake.fit.profile import DEFAULT_RANGE, profile_intervals
 from phasemake.fit.state import Accumulator
 
@@ -82,7 +83,7 @@ class LMSettings:
 
 
 def _acc_json(acc: Accumulator, phi: np.ndarray) -> dict[str, Any]:
-    return {
+    out = {
         "phi": [float(x) for x in phi],
         "jtj": acc.jtj.tolist(),
         "jtr": acc.jtr.tolist(),
@@ -90,11 +91,21 @@ def _acc_json(acc: Accumulator, phi: np.ndarray) -> dict[str, Any]:
         "rr": acc.rr,
         "count": acc.count,
     }
+    if acc.blocks is not None:
+        out["blocks"] = acc.blocks.to_json()
+    return out
 
 
 def _acc(best: dict[str, Any]) -> tuple[Accumulator, np.ndarray]:
+    p = len(best["phi"])
+    blocks = BlockScores.from_json(best["blocks"], p) if "blocks" in best else None
     acc = Accumulator(
-        np.asarray(best["jtj"]), np.asarray(best["jtr"]), best["chi2"], best["rr"], best["count"]
+        np.asarray(best["jtj"]),
+        np.asarray(best["jtr"]),
+        best["chi2"],
+        best["rr"],
+        best["count"],
+        blocks,
     )
     return acc, np.asarray(best["phi"])
 
@@ -250,8 +261,17 @@ def fit_summary(
     within the profile's range, and the fit has ``profile_range`` (and ``profile_skipped``,
     the reason, where no profile was computed: see :func:`profile_state`). ``warnings`` lists, as
     sentences, the parameters the data barely identify
-    (:func:`phasemake.fit.identifiability.fit_warnings`)."""
+    (:func:`phasemake.fit.identifiability.fit_warnings`).
+
+    With the best point's block scores (:mod:`phasemake.fit.linkage`), each free parameter
+    also has ``se_robust`` (the block sandwich), ``robust95``, ``variance_ratio`` and, with
+    bootstrap replicates, ``bootstrap95``; ``robust`` holds the number of blocks, the
+    sandwich covariance on the log scale and the overdispersion, and ``headline`` says
+    which intervals the summaries lead with: ``robust`` when the analysis declares its
+    rows linked (``linked``), else ``model``."""
     cov_phi, s2 = covariance(state, scale_known=model.scale_known)
+    acc, _ = _acc(state["best"])
+    robust = robust_summary(acc.blocks) if acc.blocks is not None else None
     phi = np.asarray(state["best"]["phi"])
     theta = np.exp(phi)
     cov_theta = cov_phi * np.outer(theta, theta)  # delta method for θ = exp(φ)
@@ -273,7 +293,13 @@ def fit_summary(
                 params[name]["profile"] = profile["parameters"][name]["profile"]
         else:
             params[name] = {"estimate": value, "se": 0.0, "fixed": True}
-    extra = {}
+    extra: dict[str, Any] = {"robust": None, "headline": "model"}
+    if robust is not None:
+        for name, entry in zip(free, robust_parameters(phi, cov_phi, robust), strict=True):
+            params[name].update(entry)
+        boot = np.asarray(robust.pop("bootstrap", []))
+        extra["robust"] = {**robust, "bootstrap_replicates": int(boot.shape[0])}
+        extra["headline"] = "robust" if getattr(model, "linked", False) else "model"
     if profile is not None:
         extra["profile_range"] = profile["range"]
         if profile.get("skipped"):

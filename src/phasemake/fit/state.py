@@ -26,15 +26,18 @@ __all__ = [
 
 STATE_KIND = "phasemake.nlsq_state"
 STATE_VERSION = 1
-#: Kind of the chunk files (:func:`phasemake.fit.analysis.accumulate_chunk`); version 1.
-CHUNK_KIND, CHUNK_VERSION = "phasemake.nlsq_chunk", 1
+#: Kind of the chunk files (:func:`phasemake.fit.analysis.accumulate_chunk`); version 2
+#: added the block scores (:mod:`phasemake.fit.linkage`).
+CHUNK_KIND, CHUNK_VERSION = "phasemake.nlsq_chunk", 2
 
 
 class Accumulator(NamedTuple):
     """Sufficient statistics of one pass over some rows, at one φ.
 
     ``jtj`` (p, p), ``jtr`` (p,), ``chi2`` (the objective), ``rr`` (``‖r‖²``, for the
-    gradient test) and ``count`` (rows, or cells for the SFS).
+    gradient test), ``count`` (rows, or cells for the SFS) and ``blocks``, the score sums
+    by block of linked rows (:class:`phasemake.fit.linkage.BlockScores`; ``None`` where
+    not computed).
     """
 
     jtj: np.ndarray
@@ -42,19 +45,23 @@ class Accumulator(NamedTuple):
     chi2: float
     rr: float
     count: float
+    blocks: Any = None
 
     @staticmethod
     def total(parts: list[Accumulator]) -> Accumulator:
-        """Sum in the given order (deterministic)."""
+        """Sum in the given order (deterministic); block scores are merged in row order,
+        and dropped if a part has none."""
         jtj, jtr = parts[0].jtj.copy(), parts[0].jtr.copy()
         chi2, rr, count = parts[0].chi2, parts[0].rr, parts[0].count
+        blocks = parts[0].blocks
         for a in parts[1:]:
             jtj += a.jtj
             jtr += a.jtr
             chi2 += a.chi2
             rr += a.rr
             count += a.count
-        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count))
+            blocks = None if blocks is None or a.blocks is None else blocks.merge(a.blocks)
+        return Accumulator(jtj, jtr, float(chi2), float(rr), float(count), blocks)
 
 
 def write_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

@@ -77,13 +77,20 @@ def combine_shards(
     model: ObservationModel | None = None,
     observations: str | os.PathLike[str] | None = None,
     truth: Mapping[str, float] | None = None,
+    fit: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The consensus of the shard files (in shard order) by ``cmc.rule``: draws to
     ``draws_output`` (HDF5, :func:`phasemake.to_arviz` loads it), summary to
     ``summary_output`` (JSON). With ``cmc.refine = "importance"`` (needs ``model`` and
     ``observations``) the consensus is refined against the full-data posterior
-    (:mod:`phasemake.posterior.refine`). ``truth``: the simulated θ, compared with the posterior."""
+    (:mod:`phasemake.posterior.refine`). ``truth``: the simulated θ, compared with the posterior.
+
+    With the NLSQ ``fit`` of an analysis whose rows are linked (its ``headline`` is
+    ``robust``), the draws are adjusted for the composite likelihood
+    (:func:`phasemake.fit.linkage.adjust_draws`): the summary's ``parameters`` are then the
+    adjusted ones, ``unadjusted`` keeps the raw summary and ``linkage`` says how (method,
+    blocks, overdispersion, Ω)."""
     posts = [read_shard(p) for p in paths]
     metas = [p.meta for p in posts]
     for key in ("data", "shards", "free"):
@@ -111,12 +118,31 @@ def combine_shards(
         if model is None or observations is None:
             raise PhasemakeError("cmc.grid needs the model and observations")
         _grid(model, observations, draws, summary, posts, cmc=cmc)
+    if fit is not None and fit.get("headline") == "robust" and fit.get("robust"):
+        draws = _adjust(draws, summary, fit)
     if truth:
         summary["truth"] = _against_truth(summary, truth)
     summary.update(extra)
     write_consensus(draws_output, draws, summary, arrays=arrays, free=free, data=summary["data"])
     write_json_artefact(summary_output, kind=SUMMARY_KIND, version=VERSION, payload=summary)
     return summary
+
+
+def _adjust(draws: np.ndarray, summary: dict[str, Any], fit: Mapping[str, Any]) -> np.ndarray:
+    """Adjusted draws for linked rows; the summary's parameters become theirs."""
+    from phasemake.fit.linkage import adjust_draws
+
+    adjusted, omega = adjust_draws(draws, fit["robust"])
+    raw = {k: summary[k] for k in ("parameters", "correlation", "log_correlation")}
+    summary.update(summarise_draws(adjusted, summary["free"]))
+    summary["unadjusted"] = raw
+    summary["linkage"] = {
+        "method": "open-faced sandwich (Shaby 2014) with the NLSQ block sandwich",
+        "blocks": fit["robust"]["blocks"],
+        "overdispersion": fit["robust"]["overdispersion"],
+        "omega": omega.tolist(),
+    }
+    return adjusted
 
 
 def _refine(model, observations, draws, summary, *, cmc) -> tuple[np.ndarray, dict]:

@@ -119,6 +119,9 @@ def _nlsq_interval(p: dict[str, Any]) -> str:
 
 def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
     header = ["parameter", "NLSQ estimate", "se", "Wald 95%"]
+    linked = result.fit.get("headline") == "robust"  # linked rows: the sandwich leads
+    if linked:
+        header += ["robust se", "robust 95%"]
     profiled = any("profile" in p for p in result.fit["parameters"].values())
     if profiled:
         header.append("profile 95%")
@@ -135,6 +138,8 @@ def _rows(result: AnalysisResult) -> tuple[list[str], list[list[Any]]]:
             continue
         wald = p.get("wald95")
         row: list[Any] = [name, p["estimate"], p["se"], _interval(*wald) if wald else "–"]
+        if linked:
+            row += [p.get("se_robust", "–"), _interval(*p.get("robust95", []))]
         if profiled:
             row.append(format_profile(p["profile"]) if "profile" in p else "–")
         if post:

@@ -142,11 +142,17 @@ def estimates_table(
     green when the 95% posterior interval, or else ± 1.96 se, covers it)."""
     truth = truth or {}
     header = ["parameter", "NLSQ estimate", "NLSQ se"]
+    linked = fit.get("headline") == "robust"  # linked rows: the block sandwich leads
+    if linked:
+        header += ["robust se", "robust 95%"]
     profiled = any("profile" in p for p in fit["parameters"].values())
     if profiled:
         header.append("profile 95%")
+    unadjusted = (posterior or {}).get("unadjusted")
     if posterior:
         header += ["posterior mean", "posterior sd", "2.5%", "5%", "median", "95%", "97.5%"]
+    if unadjusted:
+        header.append("unadjusted 95%")
     if truth:
         header += ["true value", "(mean − true) / sd"]
     rows = []
@@ -155,15 +161,23 @@ def estimates_table(
             rows.append([name, p["estimate"], "fixed", *[""] * (len(header) - 3)])
             continue
         row: list[Any] = [name, p["estimate"], p["se"]]
-        if profiled:
-            row.append(format_profile(p["profile"]) if "profile" in p else "–")
         mean, sd = p["estimate"], p["se"]
         lo, hi = mean - 1.96 * sd, mean + 1.96 * sd
+        if linked:
+            robust = p.get("robust95") or [None, None]
+            row += [p.get("se_robust", "–"), format_profile(robust)]
+            if None not in robust:
+                sd, (lo, hi) = p["se_robust"], robust
+        if profiled:
+            row.append(format_profile(p["profile"]) if "profile" in p else "–")
         if posterior:
             q = posterior["parameters"][name]
             qs = q["quantiles"]
             mean, sd, lo, hi = q["mean"], q["sd"], qs["0.025"], qs["0.975"]
             row += [mean, sd, lo, qs["0.05"], qs["0.5"], qs["0.95"], hi]
+        if unadjusted:
+            raw = unadjusted["parameters"][name]["quantiles"]
+            row.append(format_profile([raw["0.025"], raw["0.975"]]))
         if truth:
             true = truth.get(name)
             row += [_flag(lo <= true <= hi, true), (mean - true) / sd] if true else ["", ""]
@@ -173,6 +187,21 @@ def estimates_table(
         ["NLSQ", f"{status} after {fit['passes']} passes: {fit['reason']}"],
         ["χ² at the estimate", f"{fit['chi2']:.6g} over {fit['count']:.0f} rows/cells"],
     ]
+    robust = fit.get("robust")
+    if robust:
+        lead = "they lead" if linked else "the model-based intervals lead (no linkage set)"
+        lines.append(
+            [
+                "linked rows",
+                f"{robust['blocks']} blocks; overdispersion {robust['overdispersion']:.3g} "
+                f"(robust over model-based variance); {lead}"
+                + (
+                    "; posterior adjusted by the open-faced sandwich (Shaby 2014)"
+                    if unadjusted
+                    else ""
+                ),
+            ]
+        )
     lines += [["warning", _flag(False, w)] for w in fit.get("warnings", [])]
     if posterior:
         lines += [["posterior warning", _flag(False, w)] for w in posterior.get("warnings", [])]

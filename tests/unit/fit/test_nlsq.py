@@ -151,8 +151,10 @@ def test_eight_chunks_equal_one(times_problem):
     phi = np.log([1.1, 0.7])
     one = Accumulator.total([part(phi) for part in _parts(model, obs, 1, 4.0)])
     eight = Accumulator.total([part(phi) for part in _parts(model, obs, 8, 4.0)])
-    for a, b in zip(one, eight, strict=True):  # the same sums, regrouped
+    for a, b in zip(one[:5], eight[:5], strict=True):  # the same sums, regrouped
         np.testing.assert_allclose(a, b, rtol=1e-12)
+    meats = [acc.blocks.closed_all().meat for acc in (one, eight)]  # the sandwich's meat too
+    np.testing.assert_allclose(meats[0], meats[1], rtol=1e-12)
     fit8 = fit_in_memory(model, _parts(model, obs, 8, 4.0), settings=TIGHT)
     for name in ("coal", "mig"):  # the LM paths may stop a pass apart: the fit's precision
         assert fit8["parameters"][name]["estimate"] == pytest.approx(
