@@ -73,7 +73,8 @@ def enable_compilation_cache(directory: str | os.PathLike[str]) -> None:
     docs/security.md); set to ``off``, no persistent cache is used.
 
     Call it before the job compiles anything: JAX decides once per process whether the
-    cache is used, so the decision is reset here.
+    cache is used, so the decision is reset here. It logs the devices JAX runs on (the
+    GPU, where JAX for CUDA is installed and sees one).
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache
@@ -87,11 +88,13 @@ def enable_compilation_cache(directory: str | os.PathLike[str]) -> None:
     start_counting()
     if os.fspath(directory) in ("", "off"):
         jax.config.update("jax_compilation_cache_dir", None)
-        return
-    jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum
-    use_atomic_file_cache(directory)
+    else:
+        jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum
+        use_atomic_file_cache(directory)
+    # which devices the job's programs run on (a GPU when JAX for CUDA sees one)
+    log.info("JAX %s on %s", jax.__version__, ", ".join(str(d) for d in jax.devices()))
 
 
 def model_for(

@@ -362,7 +362,11 @@ def adjust_draws(phi: np.ndarray, robust: dict[str, Any]) -> tuple[np.ndarray, n
     mean and ``Ω = L_r L_m⁻¹``, where ``L_m L_mᵀ = H⁻¹`` (the composite likelihood's
     curvature, which the unadjusted posterior has) and ``L_r L_rᵀ`` the block sandwich
     covariance (:func:`robust_summary`). A posterior that the likelihood dominates then has
-    the sandwich's covariance; its centre is kept. Returns the draws (same shape) and Ω.
+    the sandwich's covariance; its centre is kept. With few blocks the sandwich is itself
+    uncertain; as ``robust95`` uses Student-t quantiles on ``df = B - 1`` degrees of freedom,
+    Ω is scaled by ``t_{df, 0.975} / z_{0.975}`` (when ``robust`` has ``df``), so that the
+    adjusted central 95% interval of a Gaussian posterior is ``robust95`` (1.15 at 10
+    blocks, 1.04 at 30, 1.01 at 100). Returns the draws (same shape) and Ω.
 
     Examples
     --------
@@ -379,6 +383,10 @@ def adjust_draws(phi: np.ndarray, robust: dict[str, Any]) -> tuple[np.ndarray, n
     l_m = np.linalg.cholesky(0.5 * (h_inv + h_inv.T))
     l_r = np.linalg.cholesky(np.asarray(robust["log_covariance"], dtype=np.float64))
     omega = l_r @ np.linalg.inv(l_m)
+    if robust.get("df"):
+        from scipy.stats import norm, t
+
+        omega = omega * float(t.ppf(0.975, robust["df"]) / norm.ppf(0.975))
     flat = phi.reshape(-1, p)
     centre = flat.mean(axis=0)
     adjusted = centre + (flat - centre) @ omega.T

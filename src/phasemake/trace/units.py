@@ -102,6 +102,7 @@ def layout_graph(graph: Graph) -> Layout:
     src, tgt = graph.edge_src, graph.edge_tgt
     adj = csr_matrix((np.ones(src.size), (src, tgt)), shape=(n, n))
     n_comp, labels = connected_components(adj, directed=True, connection="strong")
+    labels = labels.astype(np.int64)  # int32 from SciPy: label · n_comp overflows past 46,340
     cross = labels[src] != labels[tgt]
     pairs = np.unique(labels[src[cross]] * n_comp + labels[tgt[cross]])
     csrc, ctgt = pairs // n_comp, pairs % n_comp

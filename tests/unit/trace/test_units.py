@@ -145,3 +145,13 @@ def test_a_unit_is_recorded_only_when_its_file_holds_that_unit(tmp_path):
     paths[1].rename(tmp_path / f"{units[2].key}.h5")  # another unit at this unit's path
     assert not unit_is_recorded(paths[0])
     assert not unit_is_recorded(tmp_path / f"{units[2].key}.h5")
+
+
+def test_more_components_than_int32_pairs_hold():
+    # 50,000 components: SciPy labels them with int32, and label · n_comp (2.5e9) overflowed
+    # into negative pair codes (block-counting n = 50, 204,226 states, failed so)
+    g = build_graph(kingman, n=50_000)
+    layout = layout_graph(g)
+    assert layout.level_vptr.size - 1 == 50_000  # one state per level: k lineages at k - 1
+    levels = g.states[layout.order, 0]
+    assert levels[0] == 1 and np.all(np.diff(levels) == 1)
