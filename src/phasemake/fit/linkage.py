@@ -212,7 +212,8 @@ def robust_summary(scores: BlockScores) -> dict[str, Any] | None:
     replicates ``H⁻¹ boot_r``, as deviations from φ̂; absent without replicates) and
     ``overdispersion``, ``tr(Σ_robust H)/p`` (1 when the rows are independent and the model
     is right); ``information``, ``H`` itself (the curvature the posterior is adjusted
-    from). ``None`` with fewer blocks than parameters + 1: the meat is then singular.
+    from). ``None`` with fewer blocks than parameters + 1 (the meat is then singular), or
+    where the information is singular or a result not finite (a fit that ran away).
 
     Examples
     --------
@@ -225,11 +226,16 @@ def robust_summary(scores: BlockScores) -> dict[str, Any] | None:
     done = scores.closed_all()
     jtj = done.bread
     p, b = jtj.shape[0], done.closed
-    if b <= p:
+    if b <= p or not np.all(np.isfinite(jtj)) or not np.all(np.isfinite(done.meat)):
         return None
-    h_inv = np.linalg.inv(jtj)
+    try:
+        h_inv = np.linalg.inv(jtj)
+    except np.linalg.LinAlgError:
+        return None
     cov = b / (b - 1.0) * h_inv @ done.meat @ h_inv
     cov = 0.5 * (cov + cov.T)
+    if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(done.boot)):
+        return None
     out: dict[str, Any] = {
         "blocks": int(b),
         "df": int(b - 1),

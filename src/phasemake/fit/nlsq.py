@@ -327,8 +327,22 @@ def fit_summary(
             reason=state["reason"],
             runaway=state.get("runaway", []),
             profile=profile,
-        ),
+        )
+        + _linkage_warning(model, acc, robust),
     }
+
+
+def _linkage_warning(model: ObservationModel, acc: Accumulator, robust) -> list[str]:
+    """A sentence when the analysis declares linked rows but no sandwich could be made."""
+    if not getattr(model, "linked", False) or robust is not None:
+        return []
+    blocks = "no block scores" if acc.blocks is None else f"{acc.blocks.blocks} block(s)"
+    return [
+        f"The rows are declared linked, but the block sandwich could not be computed "
+        f"({blocks} for {len(model.par.free)} free parameter(s), or no information at the "
+        "fit): the intervals are model-based and too narrow for linked rows. Use shorter "
+        "blocks (linkage.block_bases or block_rows) or more data."
+    ]
 
 
 def fit_in_memory(

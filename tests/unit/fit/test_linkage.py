@@ -186,3 +186,20 @@ def test_misidentification_and_folding_match_closed_forms():
     assert abs(got["estimate"] - eps) < 3 * got["se"]
     with pytest.raises(DataError, match="folding removes what ε changes"):
         ObservationModel("sfs", trace, states=graph.states, folded=True, misidentification=True)
+
+
+def test_no_robust_summary_without_enough_blocks_or_information():
+    scores = np.ones((3, 2))
+    few = BlockScores.from_rows(np.array([0, 0, 1]), scores, bread=np.eye(2))
+    assert robust_summary(few) is None  # 2 blocks for 2 parameters: the meat is singular
+    many = BlockScores.from_rows(np.arange(3), scores, bread=np.zeros((2, 2)))
+    assert robust_summary(many) is None  # no information: nothing to sandwich
+
+
+def test_linked_rows_without_a_sandwich_are_warned_about(exponential):
+    _, trace = exponential
+    obs = _clustered_times(groups=1, size=50, seed=5)  # one group: one block
+    model = ObservationModel("absorption_times", trace, linked=True)
+    fit = fit_in_memory(model, _parts(model, obs, [0, obs.n_rows]), settings=TIGHT)
+    assert fit["robust"] is None and fit["headline"] == "model"
+    assert any("1 block(s) for 1 free parameter(s)" in w for w in fit["warnings"])
