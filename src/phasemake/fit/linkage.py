@@ -362,11 +362,14 @@ def block_ids(columns: dict[str, np.ndarray], linkage: dict[str, Any] | None) ->
     return ids
 
 
-def adjust_draws(phi: np.ndarray, robust: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def adjust_draws(
+    phi: np.ndarray, robust: dict[str, Any], *, centre: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The open-faced sandwich adjustment of posterior draws (Shaby 2014, *J. Comput.
-    Graph. Stat.* 23:853) on the log scale: ``φ* = φ̄ + Ω (φ - φ̄)`` with ``φ̄`` the draws'
-    mean and ``Ω = L_r L_m⁻¹``, where ``L_m L_mᵀ = H⁻¹`` (the composite likelihood's
-    curvature, which the unadjusted posterior has) and ``L_r L_rᵀ`` the block sandwich
+    Graph. Stat.* 23:853) on the log scale: ``φ* = φ̄ + Ω (φ - φ̄)`` with ``φ̄`` the
+    posterior mean (``centre``; default the draws' mean) and ``Ω = L_r L_m⁻¹``, where
+    ``L_m L_mᵀ = H⁻¹`` (the composite likelihood's curvature, which the unadjusted
+    posterior has) and ``L_r L_rᵀ`` the block sandwich
     covariance (:func:`robust_summary`). A posterior that the likelihood dominates then has
     the sandwich's covariance; its centre is kept. With few blocks the sandwich is itself
     uncertain; as ``robust95`` uses Student-t quantiles on ``df = B - 1`` degrees of freedom,
@@ -394,6 +397,6 @@ def adjust_draws(phi: np.ndarray, robust: dict[str, Any]) -> tuple[np.ndarray, n
 
         omega = omega * float(t.ppf(0.975, robust["df"]) / norm.ppf(0.975))
     flat = phi.reshape(-1, p)
-    centre = flat.mean(axis=0)
+    centre = flat.mean(axis=0) if centre is None else np.asarray(centre, dtype=np.float64)
     adjusted = centre + (flat - centre) @ omega.T
     return adjusted.reshape(phi.shape), omega

@@ -119,7 +119,7 @@ def combine_shards(
             raise PhasemakeError("cmc.grid needs the model and observations")
         _grid(model, observations, draws, summary, posts, cmc=cmc)
     if fit is not None and fit.get("headline") == "robust" and fit.get("robust"):
-        draws = _adjust(draws, summary, fit)
+        draws, arrays = _adjust(draws, arrays, summary, fit)
     if truth:
         summary["truth"] = _against_truth(summary, truth)
     summary.update(extra)
@@ -128,13 +128,24 @@ def combine_shards(
     return summary
 
 
-def _adjust(draws: np.ndarray, summary: dict[str, Any], fit: Mapping[str, Any]) -> np.ndarray:
-    """Adjusted draws for linked rows; the summary's parameters become theirs."""
+def _adjust(
+    draws: np.ndarray, arrays: dict[str, np.ndarray], summary: dict[str, Any], fit: Mapping
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draws (and a refinement's weighted proposals) adjusted for linked rows, around the
+    posterior mean the summary has; the summary's parameters become theirs."""
     from phasemake.fit.linkage import adjust_draws
 
-    adjusted, omega = adjust_draws(draws, fit["robust"])
+    names = summary["free"]
+    centre = np.array([summary["parameters"][n]["log_mean"] for n in names])
+    adjusted, omega = adjust_draws(draws, fit["robust"], centre=centre)
     raw = {k: summary[k] for k in ("parameters", "correlation", "log_correlation")}
-    summary.update(summarise_draws(adjusted, summary["free"]))
+    if "proposal_phi" in arrays:  # refined: the weighted sample is what the summary is of
+        proposals, _ = adjust_draws(arrays["proposal_phi"], fit["robust"], centre=centre)
+        weights = np.exp(arrays["log_weights"] - np.max(arrays["log_weights"]))
+        summary.update(summarise_draws(proposals, names, weights=weights))
+        arrays = {**arrays, "proposal_phi": proposals}
+    else:
+        summary.update(summarise_draws(adjusted, names))
     summary["unadjusted"] = raw
     summary["linkage"] = {
         "method": "open-faced sandwich (Shaby 2014) with the NLSQ block sandwich",
@@ -142,7 +153,7 @@ def _adjust(draws: np.ndarray, summary: dict[str, Any], fit: Mapping[str, Any]) 
         "overdispersion": fit["robust"]["overdispersion"],
         "omega": omega.tolist(),
     }
-    return adjusted
+    return adjusted, arrays
 
 
 def _refine(model, observations, draws, summary, *, cmc) -> tuple[np.ndarray, dict]:

@@ -328,6 +328,7 @@ def export_analysis(
     quantiles = ("0.025", "0.05", "0.5", "0.95", "0.975")
     header = ["parameter", "fixed", "estimate", "se", "wald95_low", "wald95_high"]
     header += ["profile95_low", "profile95_high"]  # empty: fixed, or open on that side
+    header += ["se_robust", "robust95_low", "robust95_high"]  # the block sandwich
     post = result.posterior
     if post:
         header += ["posterior_mean", "posterior_sd", *(f"q{q}" for q in quantiles)]
@@ -335,6 +336,7 @@ def export_analysis(
     for name, p in result.fit["parameters"].items():
         wald = p.get("wald95") or [None, None]
         row = [name, p["fixed"], p["estimate"], p["se"], *wald, *p.get("profile", [None, None])]
+        row += [p.get("se_robust"), *p.get("robust95", [None, None])]
         if post and name in post["parameters"]:
             q = post["parameters"][name]
             row += [q["mean"], q["sd"], *(q["quantiles"].get(k) for k in quantiles)]
