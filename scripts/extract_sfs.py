@@ -2,7 +2,7 @@
 model's lineages, written as an observations file that the data job joins."""
 
 from phasemake.core.joblog import job_log
-from phasemake.data.genomedata import contig_index, extract_region
+from phasemake.data.genomedata import contig_index, extract_region, skipped_text
 from phasemake.data.observations import write_observations
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
@@ -23,7 +23,6 @@ with job_log(snakemake.log[0], "extract_sfs") as log:
         snakemake.output.region,
         provenance={"analysis": snakemake.wildcards.analysis, "region": region, "extraction": info},
     )
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(info["skipped"].items())) or "none"
     log.info(
         "%s:%d-%d: %d records, %d windows; skipped: %s",
         region["contig"],
@@ -31,5 +30,5 @@ with job_log(snakemake.log[0], "extract_sfs") as log:
         region["end"],
         info["records"],
         info["windows"],
-        skipped,
+        skipped_text(info["skipped"]),
     )

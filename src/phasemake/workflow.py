@@ -14,7 +14,7 @@ from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, DataError, GraphBuildError, PhasemakeError
 from phasemake.core.expressions import check_expression
 from phasemake.data.genomedata import check_genome_analysis
-from phasemake.data.observations import check_data_head
+from phasemake.data.observations import check_data_head, observed_classes
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
 from phasemake.graph.demesconfig import resolve_demes_model
@@ -585,8 +585,7 @@ def check_analyses(analyses: dict[str, dict[str, Any]], models: dict[str, ModelS
             n_classes = sfs_classes(models[a["model"]], where=f"{where}.observations")
             if "vcf" in data:  # the extraction projects to the model's lineages
                 a["lineages"] = n_classes + 1
-            if data.get("folded"):
-                n_classes = (n_classes + 1) // 2  # minor-allele classes 1..n//2
+            n_classes = observed_classes(n_classes, folded=bool(data.get("folded")))
         if "file" in data:
             try:  # the header and the first rows now; the data job reads the rest
                 check_data_head(data["file"], kind=a["observations"], n_classes=n_classes)

@@ -27,6 +27,7 @@ __all__ = [
     "genome_windows",
     "join_regions",
     "region_name",
+    "skipped_text",
 ]
 
 
@@ -73,6 +74,17 @@ def genome_regions(vcf: dict[str, Any], *, where: str) -> list[dict[str, Any]]:
     if not regions:
         raise DataError(f"{where}.file = {vcf['file']!r} has no records in any contig")
     return [{"contig": r.contig, "start": int(r.start), "end": int(r.end)} for r in regions]
+
+
+def skipped_text(skipped: dict[str, int]) -> str:
+    """Skipped records by reason, for a log line.
+
+    Examples
+    --------
+    >>> skipped_text({"multiallelic": 3, "filtered (FILTER not PASS)": 1}), skipped_text({})
+    ('filtered (FILTER not PASS) 1, multiallelic 3', 'none')
+    """
+    return ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"
 
 
 def contig_index(regions: list[dict[str, Any]], index: int) -> int:
@@ -192,8 +204,10 @@ def check_genome_analysis(analysis: dict[str, Any], *, where: str) -> None:
     analyses.x.linkage.block_bases: needs windows with positions
     """
     data, kind = analysis["data"], analysis["observations"]
-    linkage = {k: v for k, v in (analysis.get("linkage") or {}).items() if v not in (None, False)}
-    chosen = [k for k in ("block_bases", "block_rows", "groups") if k in linkage]
+    from phasemake.fit.linkage import block_choice
+
+    linkage = block_choice(analysis.get("linkage"))
+    chosen = list(linkage)
     if len(chosen) > 1:
         raise DataError(f"{where}.linkage: {' and '.join(chosen)}; give at most one of them")
     if "block_bases" in linkage and "vcf" not in data:

@@ -219,24 +219,16 @@ class WindowCounter:
     def locate(self, position: int) -> int:
         """The window of ``position`` (non-decreasing from call to call), or ``-1`` when it
         is outside every window or the mask (counted as skipped)."""
-        starts, ends = self._bounds
-        w = self._w
-        while w < len(ends) and ends[w] <= position:
-            w += 1
-        self._w = w
-        if w == len(ends) or position < starts[w]:
+        self._w, inside = _cursor(self._bounds, self._w, position)
+        if not inside:
             self.skipped["outside windows"] += 1
             return -1
         if self._mask is not None:
-            ms, me = self._mask
-            k = self._k
-            while k < len(me) and me[k] <= position:
-                k += 1
-            self._k = k
-            if k == len(me) or position < ms[k]:
+            self._k, inside = _cursor(self._mask, self._k, position)
+            if not inside:
                 self.skipped["outside the mask"] += 1
                 return -1
-        return w
+        return self._w
 
     def add(
         self,
@@ -298,6 +290,16 @@ def _per_record(cells: np.ndarray) -> np.ndarray:
     """The true cells of each record of a boolean ``(records, samples, ploidy)`` array."""
     flat = cells.reshape(cells.shape[0], math.prod(cells.shape[1:]))
     return flat.view(np.uint8).sum(axis=1, dtype=np.int64)
+
+
+def _cursor(intervals: tuple[memoryview, memoryview], k: int, position: int) -> tuple[int, bool]:
+    """Advance ``k`` over sorted, disjoint half-open ``intervals`` (starts, ends) to the first
+    that ends after ``position`` (positions come in non-decreasing order); and whether that
+    interval holds ``position``."""
+    starts, ends = intervals
+    while k < len(ends) and ends[k] <= position:
+        k += 1
+    return k, k < len(ends) and starts[k] <= position
 
 
 def _ints(values: np.ndarray) -> memoryview:

@@ -45,8 +45,11 @@ __all__ = [
     "Observations",
     "block_ranges",
     "check_data_head",
+    "fold",
     "iter_blocks",
     "observation_moments",
+    "observed_classes",
+    "observed_sfs",
     "read_data_file",
     "read_observations",
     "simulate_absorption_times",
@@ -386,6 +389,48 @@ def read_data_file(
             raise
         raise DataError(f"{path}: cannot be read as {suffix} ({err})") from None
     return validate(kind, cols, source=str(path), n_classes=n_classes)
+
+
+# -- folded and misidentified SFS -------------------------------------------------------------
+def observed_classes(n_classes: int, *, folded: bool) -> int:
+    """SFS classes of the data: ``n - 1`` unfolded, ``⌊n/2⌋`` folded (``n_classes = n - 1``).
+
+    Examples
+    --------
+    >>> observed_classes(9, folded=False), observed_classes(9, folded=True)
+    (9, 5)
+    """
+    return (n_classes + 1) // 2 if folded else n_classes
+
+
+def fold(n: int) -> np.ndarray:
+    """The ``(⌊n/2⌋, n-1)`` matrix that folds an unfolded SFS of ``n`` lineages.
+
+    Examples
+    --------
+    >>> fold(4).tolist()
+    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    out = np.zeros((n // 2, n - 1))
+    for i in range(1, n // 2 + 1):
+        out[i - 1, i - 1] = 1.0
+        out[i - 1, n - i - 1] = 1.0
+    return out
+
+
+def observed_sfs(expected, *, misid=None, fold_matrix=None):
+    """The expected SFS as the data see it: a fraction ``misid`` (ε) of sites with the
+    ancestral allele wrong, ``(1 - ε) E[ξ_i] + ε E[ξ_{n-i}]``, then folded by
+    ``fold_matrix`` (:func:`fold`) if given. NumPy or JAX arrays alike.
+
+    Examples
+    --------
+    >>> observed_sfs(np.array([3.0, 1.0, 0.0]), misid=0.5, fold_matrix=fold(4)).tolist()
+    [3.0, 1.0]
+    """
+    if misid is not None:
+        expected = (1.0 - misid) * expected + misid * expected[::-1]
+    return expected if fold_matrix is None else fold_matrix @ expected
 
 
 # -- simulation ------------------------------------------------------------------------------

@@ -43,7 +43,12 @@ import numpy as np  # noqa: E402
 from jax.scipy.special import xlogy  # noqa: E402
 
 from phasemake.core.errors import DataError  # noqa: E402
-from phasemake.data.observations import Observations  # noqa: E402
+from phasemake.data.observations import (  # noqa: E402
+    Observations,
+    fold,
+    observed_classes,
+    observed_sfs,
+)
 from phasemake.fit.state import Accumulator  # noqa: E402
 from phasemake.trace.uniformisation import BLOCK  # noqa: E402
 
@@ -53,21 +58,6 @@ __all__ = ["MISID", "MUTATION", "Accumulator", "ObservationModel", "Parametrisat
 MUTATION = "mutation"
 #: Name of the ancestral-misidentification parameter ε (``misidentification: true``).
 MISID = "misid"
-
-
-def fold(n: int) -> np.ndarray:
-    """The ``(⌊n/2⌋, n-1)`` matrix that folds an unfolded SFS of ``n`` lineages.
-
-    Examples
-    --------
-    >>> fold(4).tolist()
-    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
-    """
-    out = np.zeros((n // 2, n - 1))
-    for i in range(1, n // 2 + 1):
-        out[i - 1, i - 1] = 1.0
-        out[i - 1, n - i - 1] = 1.0
-    return out
 
 
 class Parametrisation(NamedTuple):
@@ -176,7 +166,7 @@ class ObservationModel:
             k = int(states.shape[1] - 1)
             self._rewards = jnp.asarray(states[:, :k], dtype=jnp.float64)
             self._fold = jnp.asarray(fold(k + 1)) if folded else None
-            self.n_classes = (k + 1) // 2 if folded else k
+            self.n_classes = observed_classes(k, folded=folded)
         self._jitted: dict[Any, Any] = {}
         self._epochs = getattr(trace, "history", None) is not None  # an EpochTrace
 
@@ -281,10 +271,8 @@ class ObservationModel:
         p_model = len(self.trace.parameters)
         extra = {"n_terms": budget} if self._epochs else {}
         e = self.trace.expectation(theta[:p_model], self._rewards, **extra) * theta[p_model]
-        if self.misidentification:
-            eps = theta[p_model + 1]
-            e = (1.0 - eps) * e + eps * e[::-1]
-        return e if self._fold is None else self._fold @ e
+        misid = theta[p_model + 1] if self.misidentification else None
+        return observed_sfs(e, misid=misid, fold_matrix=self._fold)
 
     def _sfs(self, phi, cols, budget):
         sites, y, mask = cols["sites"], cols["counts"], cols["mask"]

@@ -23,13 +23,16 @@ from phasemake.core.artefact import (
 from phasemake.data.observations import (
     Observations,
     block_ranges,
+    fold,
     iter_blocks,
+    observed_classes,
+    observed_sfs,
     read_data_file,
     read_header,
     simulate_absorption_times,
     simulate_sfs,
 )
-from phasemake.fit.linkage import BlockScores
+from phasemake.fit.linkage import BlockScores, block_choice
 from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update, profile_state
 from phasemake.fit.state import CHUNK_KIND, CHUNK_VERSION, Accumulator, read_state, write_state
 
@@ -120,7 +123,6 @@ def model_for(
         start = start_values(kind, trace, states, moments, initial=initial, fixed=fixed)
         initial = {**start, **initial}
     linkage = analysis.get("linkage") or {}
-    blocked = any(linkage.get(k) for k in ("block_bases", "block_rows", "groups"))
     return ObservationModel(
         analysis["observations"],
         trace,
@@ -131,7 +133,7 @@ def model_for(
         misidentification=bool(analysis.get("misidentification", False)),
         bootstrap=int(linkage.get("bootstrap", 0)),
         bootstrap_seed=int(linkage.get("seed", 0)),
-        linked=blocked or "vcf" in analysis.get("data", {}),
+        linked=bool(block_choice(linkage)) or "vcf" in analysis.get("data", {}),
     )
 
 
@@ -203,23 +205,23 @@ def prepare_observations(
 
 
 def _observations(analysis, graph, trace, regions) -> Observations:
-    from phasemake.data.obsmodel import MISID, MUTATION, fold
+    from phasemake.data.obsmodel import MISID, MUTATION
 
     kind, data = analysis["observations"], analysis["data"]
     trace = with_history(analysis, graph, trace)
     n_classes = graph.states.shape[1] - 1 if kind == "sfs" else None
     folded = bool(data.get("folded", False))
     if "vcf" in data:
-        from phasemake.data.genomedata import join_regions
+        from phasemake.data.genomedata import join_regions, skipped_text
 
         obs, info = join_regions(
-            regions or [], n_classes=(n_classes + 1) // 2 if folded else n_classes,
+            regions or [], n_classes=observed_classes(n_classes, folded=folded),
             source=data["vcf"]["file"],
         )  # fmt: skip
         log.info(
             "%d records read; skipped: %s; %d windows without a callable site dropped",
             info["records"],
-            ", ".join(f"{k} {v}" for k, v in sorted(info["skipped"].items())) or "none",
+            skipped_text(info["skipped"]),
             info["dropped_windows"],
         )
         return obs
@@ -227,7 +229,7 @@ def _observations(analysis, graph, trace, regions) -> Observations:
         return read_data_file(
             data["file"],
             kind=kind,
-            n_classes=(n_classes + 1) // 2 if folded else n_classes,
+            n_classes=observed_classes(n_classes, folded=folded),
             windows=data.get("windows", 1),
         )
     sim = data["simulate"]
@@ -256,11 +258,11 @@ def _observations(analysis, graph, trace, regions) -> Observations:
         )
     rewards = graph.states[:, :n_classes].astype(np.float64)
     expected = np.asarray(trace.expectation(theta, rewards)) * sim["theta"][MUTATION]
-    if misid:
-        eps = sim["theta"][MISID]
-        expected = (1.0 - eps) * expected + eps * expected[::-1]
-    if folded:
-        expected = fold(n_classes + 1) @ expected
+    expected = observed_sfs(
+        expected,
+        misid=sim["theta"][MISID] if misid else None,
+        fold_matrix=fold(n_classes + 1) if folded else None,
+    )
     sites = np.full(sim["windows"], float(sim["sites"]))
     return simulate_sfs(expected, sites=sites, seed=sim["seed"])
 
@@ -377,27 +379,17 @@ def accumulate_chunk(
             np.zeros(0), np.zeros((0, p)), replicates=model.bootstrap, seed=model.bootstrap_seed
         )  # (its bread: zeros)
         acc = Accumulator(np.zeros((p, p)), np.zeros(p), 0.0, 0.0, 0.0, empty)
-    blocks = acc.blocks
+    block_arrays, block_meta = acc.blocks.to_arrays()
     write_artefact(
         output,
         kind=ACC_KIND,
         version=CHUNK_VERSION,
-        arrays={
-            "jtj": acc.jtj,
-            "jtr": acc.jtr,
-            "phi": phi,
-            "open_ids": blocks.open_ids,
-            "open_scores": blocks.open_scores,
-            "meat": blocks.meat,
-            "boot": blocks.boot,
-            "bread": blocks.bread,
-        },
+        arrays={"jtj": acc.jtj, "jtr": acc.jtr, "phi": phi, **block_arrays},
         meta={
             "chi2": acc.chi2,
             "rr": acc.rr,
             "count": acc.count,
-            "closed": blocks.closed,
-            "seed": blocks.seed,
+            **block_meta,
             "data": meta["checksum"],
             "chunk": chunk,
             "chunks": chunks,
@@ -418,15 +410,7 @@ def step_nlsq(
     accs, phis, data = [], [], set()
     for path in chunk_files:
         arrays, meta = read_artefact(path, kind=ACC_KIND, versions=(CHUNK_VERSION,))
-        blocks = BlockScores(
-            arrays["open_ids"].astype(np.int64),
-            arrays["open_scores"],
-            arrays["meat"],
-            arrays["boot"],
-            int(meta["closed"]),
-            int(meta["seed"]),
-            arrays["bread"],
-        )
+        blocks = BlockScores.from_arrays(arrays, meta)
         accs.append(
             Accumulator(
                 arrays["jtj"], arrays["jtr"], meta["chi2"], meta["rr"], meta["count"], blocks

@@ -32,9 +32,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = [
+    "BLOCK_KEYS",
     "DEFAULT_BLOCK_BASES",
     "BlockScores",
     "adjust_draws",
+    "block_choice",
     "block_ids",
     "poisson_weights",
     "robust_parameters",
@@ -182,6 +184,29 @@ class BlockScores(NamedTuple):
         """Blocks seen (closed and open)."""
         return self.closed + len(self.open_ids)
 
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Arrays and scalars for a chunk file (:meth:`from_arrays` reads them back)."""
+        arrays = {
+            "open_ids": self.open_ids,
+            "open_scores": self.open_scores,
+            "meat": self.meat,
+            "boot": self.boot,
+            "bread": self.bread,
+        }
+        return arrays, {"closed": int(self.closed), "seed": int(self.seed)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> BlockScores:
+        return cls(
+            np.asarray(arrays["open_ids"]).astype(np.int64),
+            arrays["open_scores"],
+            arrays["meat"],
+            arrays["boot"],
+            int(meta["closed"]),
+            int(meta["seed"]),
+            arrays["bread"],
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "open_ids": self.open_ids.tolist(),
@@ -292,6 +317,20 @@ def _exp(x: float, factor: float = 1.0) -> float | None:
 
 #: Block length in bases when ``linkage`` names none for data with positions (``data.vcf``).
 DEFAULT_BLOCK_BASES = 1_000_000
+#: The ``linkage`` settings that say how rows are blocked (at most one is set).
+BLOCK_KEYS = ("block_bases", "block_rows", "groups")
+
+
+def block_choice(linkage: dict[str, Any] | None) -> dict[str, Any]:
+    """The block settings of a ``linkage`` section that are set (the schema fills the
+    others with null, and ``groups`` with false).
+
+    Examples
+    --------
+    >>> block_choice({"block_bases": None, "block_rows": 5, "groups": False, "bootstrap": 0})
+    {'block_rows': 5}
+    """
+    return {k: v for k, v in (linkage or {}).items() if k in BLOCK_KEYS and v not in (None, False)}
 
 
 def _runs(keys: np.ndarray) -> np.ndarray:
@@ -324,9 +363,9 @@ def block_ids(columns: dict[str, np.ndarray], linkage: dict[str, Any] | None) ->
     from phasemake.core.errors import DataError
 
     n = len(next(iter(columns.values())))
-    linkage = {k: v for k, v in (linkage or {}).items() if v is not None and v is not False}
+    linkage = block_choice(linkage)
     positional = "contig" in columns and "start" in columns
-    if not {"block_bases", "block_rows", "groups"} & set(linkage):
+    if not linkage:
         linkage["block_bases" if positional else "block_rows"] = (
             DEFAULT_BLOCK_BASES if positional else 1
         )
