@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -238,8 +239,9 @@ def expm_upper(a: jax.Array) -> jax.Array:
 
 
 def _epochs(blocks: Blocks, rates: jax.Array, times: jax.Array):
-    """Per finite epoch ``∫π`` and ``∫(d - s)π`` over it (rows over blocks), the
-    distribution entering the last epoch, and the epoch starts."""
+    """The epoch starts; per finite epoch ``∫π`` and ``∫(d - s)π`` over it (rows over
+    blocks); the distribution entering the last epoch; the distributions leaving the
+    finite epochs."""
     m = blocks.coef.shape[0]
     starts = jnp.concatenate([jnp.zeros((1,), rates.dtype), times])
     pi = blocks.start
@@ -251,10 +253,11 @@ def _epochs(blocks: Blocks, rates: jax.Array, times: jax.Array):
         h = jnp.zeros((m + 2, m + 2), rates.dtype)
         h = h.at[0, 1].set(1.0).at[1, 2:].set(pi).at[2:, 2:].set(blocks.coef @ theta)
         e = expm_upper(h * d)
-        return pi @ e[2:, 2:], (e[1, 2:], e[0, 2:])
+        leaving = pi @ e[2:, 2:]
+        return leaving, (e[1, 2:], e[0, 2:], leaving)
 
-    pi, (firsts, seconds) = jax.lax.scan(epoch, pi, (rates[:-1], jnp.diff(starts)))
-    return starts, firsts, seconds, pi
+    pi, (firsts, seconds, leaving) = jax.lax.scan(epoch, pi, (rates[:-1], jnp.diff(starts)))
+    return starts, firsts, seconds, pi, leaving
 
 
 def _solve(blocks: Blocks, theta: jax.Array, b: jax.Array) -> jax.Array:
@@ -262,18 +265,88 @@ def _solve(blocks: Blocks, theta: jax.Array, b: jax.Array) -> jax.Array:
     return jax.scipy.linalg.solve_triangular(-(blocks.coef @ theta), b, lower=False)
 
 
+def _solve_left(blocks: Blocks, theta: jax.Array, pi: jax.Array) -> jax.Array:
+    """``π (-Q)⁻¹`` for a row vector ``π``."""
+    return jax.scipy.linalg.solve_triangular(-(blocks.coef @ theta), pi, lower=False, trans="T")
+
+
 def block_expectation(blocks: Blocks, rates, times, rewards) -> jax.Array:
     """``E[∫ r(X_t) dt]`` under epochs of rate vectors ``rates`` (K, p) and boundaries
-    ``times`` (K-1,), for rewards (V, k) in trace order (0 at absorption)."""
+    ``times`` (K-1,), for rewards (V, k) in trace order (0 at absorption).
+
+    A block chain of one rate parameter (``p = 1``: every one-deme size history) has a
+    hand-written reverse mode (:func:`_scaled_chain`): ``jax.grad`` and ``jax.jacrev``
+    cost about twice the value, and forward mode (``jax.jvp``, ``jax.jacfwd``) is not
+    available there (``EpochTrace(..., lump=False)`` has it)."""
     m = blocks.coef.shape[0]
     per_block = jax.ops.segment_sum(rewards * blocks.nu[:, None], blocks.block, m + 1)[:m]
-    _, firsts, _, pi = _epochs(blocks, rates, times)
-    return jnp.sum(firsts @ per_block, axis=0) + pi @ _solve(blocks, rates[-1], per_block)
+    if blocks.coef.shape[2] == 1 and rates.shape[0] > 1:
+        return _scaled_chain(blocks, rates[:, 0], times, per_block)
+    _, firsts, _, pi, _ = _epochs(blocks, rates, times)
+    # π (-Q)⁻¹ R as (π (-Q)⁻¹) R: one solve with a vector
+    return (jnp.sum(firsts, axis=0) + _solve_left(blocks, rates[-1], pi)) @ per_block
+
+
+def _scaled_forward(blocks: Blocks, c, times, per_block):
+    """The value, and what its reverse mode needs."""
+    starts, firsts, seconds, pi, leaving = _epochs(blocks, c[:, None], times)
+    x = _solve_left(blocks, c[-1:], pi)  # π_K (-Q_K)⁻¹
+    value = (jnp.sum(firsts, axis=0) + x) @ per_block
+    return value, (c, per_block, starts, firsts, seconds, leaving, x)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _scaled_chain(blocks: Blocks, c, times, per_block):
+    """:func:`block_expectation` for ``Q_k = c_k C`` (one rate parameter)."""
+    return _scaled_forward(blocks, c, times, per_block)[0]
+
+
+def _scaled_bwd(blocks: Blocks, saved, g):
+    """The adjoint, backwards through the epochs. With ``L = E·g``, ``w = R g``, ``P_k =
+    e^{Q_k d_k}``, ``I_k = ∫_0^{d_k} e^{Q_k s} ds`` and ``β_k`` the adjoint of the
+    distribution entering epoch k (``β_K = (-Q_K)⁻¹ w``, ``β_k = I_k w + P_k β_{k+1}``),
+    and since ``Q_k = c_k C`` commutes with its exponential:
+
+    - ``∂L/∂d_k = π_{k+1}·(w + c_k C β_{k+1})``,
+    - ``∂L/∂c_k = (d_k ∫π - ∫(d - s)π)·C w + d_k π_{k+1}·C β_{k+1}`` (no division by
+      ``c_k``: a zero rate is fine) and ``∂L/∂c_K = -x·w / c_K``, ``x = π_K (-Q_K)⁻¹``,
+    - ``∂L/∂R = (Σ_k ∫π + x)ᵀ g``.
+
+    ``P_k β_{k+1} + I_k w`` is the top of ``exp([[Q_k, w], [0, 0]] d_k) [β_{k+1}; 1]``:
+    one exponential of an (M + 1)-matrix per finite epoch."""
+    c, per_block, starts, firsts, seconds, leaving, x = saved
+    m = blocks.coef.shape[0]
+    coef = blocks.coef[:, :, 0]
+    w = per_block @ g
+    cw = coef @ w
+    beta = jax.scipy.linalg.solve_triangular(-c[-1] * coef, w, lower=False)
+
+    def epoch(beta, xs):
+        ck, d, first, second, out = xs
+        cb = coef @ beta
+        g_d = out @ (w + ck * cb)
+        g_c = (d * first - second) @ cw + d * (out @ cb)
+        a = jnp.zeros((m + 1, m + 1), c.dtype).at[:m, :m].set(ck * coef).at[:m, m].set(w)
+        e = expm_upper(a * d)
+        return e[:m, :m] @ beta + e[:m, m], (g_d, g_c)
+
+    durations = jnp.diff(starts)
+    _, (g_d, g_c) = jax.lax.scan(
+        epoch, beta, (c[:-1], durations, firsts, seconds, leaving), reverse=True
+    )
+    g_rates = jnp.concatenate([g_c, -(x @ w)[None] / c[-1]])
+    # d_k = τ_{k+1} - τ_k: boundary k (times[k] = τ_{k+1}) ends epoch k and starts k + 1
+    g_times = g_d - jnp.concatenate([g_d[1:], jnp.zeros((1,), g_d.dtype)])
+    g_rewards = jnp.outer(jnp.sum(firsts, axis=0) + x, g)
+    return g_rates, g_times, g_rewards
+
+
+_scaled_chain.defvjp(lambda blocks, c, t, r: _scaled_forward(blocks, c, t, r), _scaled_bwd)
 
 
 def block_moments(blocks: Blocks, rates, times) -> jax.Array:
     """``[E[T], E[T²]]`` of the absorption time under the epochs."""
-    starts, firsts, seconds, pi = _epochs(blocks, rates, times)
+    starts, firsts, seconds, pi, _ = _epochs(blocks, rates, times)
     mass, tail = jnp.sum(firsts, axis=1), jnp.sum(seconds, axis=1)
     # ∫ s π(s) ds over epoch k = τ_k ∫π + (d ∫π - ∫(d - s)π) = τ_{k+1} ∫π - ∫(d - s)π
     total = jnp.sum(starts[1:] * mass - tail)

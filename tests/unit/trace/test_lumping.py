@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from math import comb, factorial, prod
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
@@ -122,3 +124,53 @@ def test_the_exponential_of_a_stiff_generator_equals_scipy():
         # 1e-13: two Padé-13 schemes with different scalings differ by ~1e-14 at d = 0.3
         # (at d = 40 every entry is below 1e-17, and both agree to 1e-28 there)
         assert np.max(np.abs(ours - ref)) <= 1e-13
+
+
+def test_the_hand_written_reverse_mode_equals_autodiff_and_differences():
+    """A one-rate block chain (block counting, three epochs) differentiates through its
+    own adjoint (lumping._scaled_bwd); the general path's autodiff (lump=False) is the
+    reference (1e-10: both are exact, the general path to its 1e-15 series tail), and
+    central differences check a history with a zero rate (an epoch without coalescence),
+    which the general path cannot evaluate (its uniformisation rate is 0)."""
+    n = 8
+    graph = phasemake.build_graph(block_counting, n=n)
+    history = phasemake.epochs(
+        ["c0", "c1", "c2", "t1", "t2"],
+        rates=[{"coal": "c0"}, {"coal": "c1"}, {"coal": "c2"}],
+        times=["t1", "t2"],
+        graph=graph,
+    )
+    trace = phasemake.compile_trace(graph)
+    et = phasemake.EpochTrace(trace, history)
+    general = phasemake.EpochTrace(trace, history, lump=False)
+    rewards = jnp.asarray(graph.states[:, : n - 1], dtype=jnp.float64)
+    phi = jnp.array([1.3, 0.25, 2.0, 0.4, 1.2])
+    budget = general.n_terms(phi)
+    ours = jax.jacrev(lambda p: et.expectation(p, rewards))(phi)
+    ref = jax.jit(jax.jacrev(lambda p: general.expectation(p, rewards, n_terms=budget)))(phi)
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    # vmap of the reverse mode is the reverse mode of each
+    batch = jnp.stack([phi, phi * 1.1])
+    grads = jax.vmap(jax.grad(lambda p: et.expectation(p, rewards)[2]))(batch)
+    np.testing.assert_allclose(grads[0], ours[2], rtol=1e-13)
+    one = jax.grad(lambda p: et.expectation(p, rewards)[2])(batch[1])
+    np.testing.assert_allclose(grads[1], one, rtol=1e-13)
+
+    def total(p):
+        return float(jnp.sum(et.expectation(p, rewards) * jnp.arange(1.0, n)))
+
+    zero = np.array([1.0, 0.0, 2.0, 0.3, 1.1])  # no coalescence between t1 and t2
+    weights = jnp.arange(1.0, n)
+    grad = np.asarray(jax.grad(lambda p: jnp.sum(et.expectation(p, rewards) * weights))(zero))
+    h = 1e-6
+    diff = []
+    for e in np.eye(5):
+        up, down = zero + h * e, zero - h * e
+        if down[1] < 0:  # one-sided at the zero rate (its derivative is the right one)
+            diff.append((total(up) - total(zero)) / h)
+        else:
+            diff.append((total(up) - total(down)) / (2 * h))
+    # 1e-5: the one-sided difference's truncation error (h · second derivative)
+    np.testing.assert_allclose(grad, diff, rtol=1e-5, atol=1e-8)
+    with pytest.raises(TypeError, match="custom_vjp"):  # forward mode: lump=False has it
+        jax.jacfwd(lambda p: et.expectation(p, rewards))(phi)
