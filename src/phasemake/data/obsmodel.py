@@ -50,6 +50,7 @@ from phasemake.data.observations import (  # noqa: E402
     observed_sfs,
 )
 from phasemake.fit.state import Accumulator  # noqa: E402
+from phasemake.trace import lumping  # noqa: E402
 from phasemake.trace.uniformisation import BLOCK  # noqa: E402
 
 __all__ = ["MISID", "MUTATION", "Accumulator", "ObservationModel", "Parametrisation", "fold"]
@@ -169,6 +170,9 @@ class ObservationModel:
             self.n_classes = observed_classes(k, folded=folded)
         self._jitted: dict[Any, Any] = {}
         self._epochs = getattr(trace, "history", None) is not None  # an EpochTrace
+        # a one-deme coalescent's SFS on its block chain (lineage counts): its rewards per
+        # block are computed once here, so an evaluation costs M blocks, not V states
+        self._chain = _block_chain(trace, states[:, :k]) if kind == "sfs" else None
 
     @property
     def scale_known(self) -> bool:
@@ -269,8 +273,20 @@ class ObservationModel:
         history's series, see :meth:`budget`)."""
         theta = self.par.theta(phi)
         p_model = len(self.trace.parameters)
-        extra = {"n_terms": budget} if self._epochs else {}
-        e = self.trace.expectation(theta[:p_model], self._rewards, **extra) * theta[p_model]
+        if self._chain is not None:
+            blocks, per_block = self._chain
+            rates, times = (
+                (
+                    self.trace.history.rates(theta[:p_model]),
+                    self.trace.history.times(theta[:p_model]),
+                )
+                if self._epochs
+                else (theta[None, :p_model], jnp.zeros((0,), theta.dtype))
+            )
+            e = lumping.chain_expectation(blocks, rates, times, per_block) * theta[p_model]
+        else:
+            extra = {"n_terms": budget} if self._epochs else {}
+            e = self.trace.expectation(theta[:p_model], self._rewards, **extra) * theta[p_model]
         misid = theta[p_model + 1] if self.misidentification else None
         return observed_sfs(e, misid=misid, fold_matrix=self._fold)
 
@@ -328,3 +344,18 @@ def _pad(block: Observations, multiple: int, rows: int | None = None) -> dict[st
             fill = np.zeros_like(fill)
         out[name] = jnp.asarray(np.concatenate([arr, fill]))
     return out
+
+
+def _block_chain(trace, rewards: np.ndarray):
+    """``(blocks, rewards per block)`` when the trace (a ``Trace`` or a lumped
+    ``EpochTrace``) lumps exactly into a block chain (:mod:`phasemake.trace.lumping`),
+    else None. ``rewards`` are (V, k) in graph vertex order."""
+    if getattr(trace, "history", None) is not None:  # an EpochTrace has decided already
+        found, inner = trace.lumping, trace.trace
+    else:
+        found, inner = lumping.lump(trace._series_data), trace
+    if found is None:
+        return None
+    transient = np.asarray(inner._series_data.transient, dtype=np.float64)
+    r = np.asarray(rewards, dtype=np.float64)[np.asarray(inner.data.order)] * transient[:, None]
+    return lumping.block_arrays(found), jnp.asarray(lumping.project(found, r))

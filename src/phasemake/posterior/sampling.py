@@ -127,7 +127,7 @@ class NUTSSettings:
     """NUTS settings and quality gates (the config's ``cmc`` keys of the same names)."""
 
     chains: int = 2
-    warmup: int = 500
+    warmup: int = 200
     samples: int = 500
     target_accept: float = 0.8
     dense_mass: bool = True

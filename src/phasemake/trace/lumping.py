@@ -49,8 +49,10 @@ __all__ = [
     "block_arrays",
     "block_expectation",
     "block_moments",
+    "chain_expectation",
     "expm_upper",
     "lump",
+    "project",
 ]
 
 #: The block chain is evaluated densely: up to this many blocks.
@@ -270,16 +272,33 @@ def _solve_left(blocks: Blocks, theta: jax.Array, pi: jax.Array) -> jax.Array:
     return jax.scipy.linalg.solve_triangular(-(blocks.coef @ theta), pi, lower=False, trans="T")
 
 
+def project(lumping: Lumping, rewards: np.ndarray) -> np.ndarray:
+    """Rewards (V, k) in trace order (0 at absorption) summed per block, weighted by ν:
+    ``R_B = Σ_{v ∈ B} ν(v) r(v)`` (M, k). They do not depend on θ, so a caller with fixed
+    rewards (the SFS observation model) computes them once and evaluates
+    :func:`chain_expectation` on the M blocks alone."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    out = np.zeros((lumping.n_blocks + 1, rewards.shape[1]))
+    np.add.at(out, lumping.block, rewards * lumping.nu[:, None])
+    return out[: lumping.n_blocks]
+
+
 def block_expectation(blocks: Blocks, rates, times, rewards) -> jax.Array:
     """``E[∫ r(X_t) dt]`` under epochs of rate vectors ``rates`` (K, p) and boundaries
-    ``times`` (K-1,), for rewards (V, k) in trace order (0 at absorption).
-
-    A block chain of one rate parameter (``p = 1``: every one-deme size history) has a
-    hand-written reverse mode (:func:`_scaled_chain`): ``jax.grad`` and ``jax.jacrev``
-    cost about twice the value, and forward mode (``jax.jvp``, ``jax.jacfwd``) is not
-    available there (``EpochTrace(..., lump=False)`` has it)."""
+    ``times`` (K-1,), for rewards (V, k) in trace order (0 at absorption)."""
     m = blocks.coef.shape[0]
     per_block = jax.ops.segment_sum(rewards * blocks.nu[:, None], blocks.block, m + 1)[:m]
+    return chain_expectation(blocks, rates, times, per_block)
+
+
+def chain_expectation(blocks: Blocks, rates, times, per_block) -> jax.Array:
+    """:func:`block_expectation` from the rewards per block (:func:`project`).
+
+    A block chain of one rate parameter (``p = 1``: every one-deme size history) under
+    two or more epochs has a hand-written reverse mode (:func:`_scaled_chain`):
+    ``jax.grad`` and ``jax.jacrev`` cost about twice the value, and forward mode
+    (``jax.jvp``, ``jax.jacfwd``) is not available there (``EpochTrace(..., lump=False)``
+    has it)."""
     if blocks.coef.shape[2] == 1 and rates.shape[0] > 1:
         return _scaled_chain(blocks, rates[:, 0], times, per_block)
     _, firsts, _, pi, _ = _epochs(blocks, rates, times)

@@ -169,9 +169,9 @@ def test_misidentification_and_folding_match_closed_forms():
     closed = 2.0 / np.arange(1, n)
     eps, mut = 0.05, 0.003
     mixed = (1 - eps) * closed + eps * closed[::-1]
-    model = ObservationModel(
+    model = ObservationModel(  # coal fixed: with it free only mutation/coal is identified
         "sfs", trace, states=graph.states, misidentification=True,
-        initial={"mutation": mut, "misid": eps, "coal": 1.0},
+        initial={"mutation": mut, "misid": eps}, fixed={"coal": 1.0},
     )  # fmt: skip
     assert model.par.names == ("coal", "mutation", "misid")
     np.testing.assert_allclose(model._expected_sfs(model.par.phi0()), mut * mixed, rtol=1e-12)
