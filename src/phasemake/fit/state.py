@@ -204,7 +204,8 @@ def check_sole_passes(
     pass, :func:`phasemake.fit.onejob.fit_sole_passes`), whose only declared output is
     the ``manifest``: when a pass is redone, or the manifest is invalid or names a final
     state that is not the last valid pass's, the manifest (and ``fit.json``) is removed, so
-    that the job runs again and resumes after the last valid pass. A dry run only reports.
+    that the job runs again and resumes after the last valid pass; so is a ``fit.json``
+    without a manifest (a killed job). A dry run only reports.
 
     Examples
     --------
@@ -216,9 +217,17 @@ def check_sole_passes(
     from phasemake.core.errors import ArtefactError
 
     problems = check_passes(folder, 1, dry_run=dry_run)
-    manifest = Path(manifest)
+    manifest, fit = Path(manifest), Path(folder) / "fit.json"
     if not manifest.exists():
-        return problems
+        if not fit.exists():
+            return problems
+        # a killed job: Snakemake takes a present fit.json for done without asking for the
+        # checkpoint's manifest, so the fit is removed and the job resumes
+        message = f"{manifest} is missing (a fit_sole_nlsq job was killed?)"
+        if dry_run:
+            return [*problems, f"{message} (dry run: {fit} not removed)"]
+        fit.unlink()
+        return [*problems, f"{message}; removed {fit} so that the fit resumes"]
     try:
         listed = read_passes(manifest)
         states = valid_passes(folder, 1)
@@ -234,7 +243,7 @@ def check_sole_passes(
     if dry_run:
         return [*problems, f"{manifest} would be removed (dry run: not removed)"]
     manifest.unlink(missing_ok=True)
-    (Path(folder) / "fit.json").unlink(missing_ok=True)
+    fit.unlink(missing_ok=True)
     return [*problems, f"removed {manifest} so that the fit resumes after its last valid pass"]
 
 
