@@ -1,7 +1,7 @@
 # Input, params and resources functions of rules/fit.smk (Snakemake's linter keeps
 # functions and rules in separate files).
 from phasemake.fit.analysis import discard_foreign_observations
-from phasemake.fit.state import check_passes, read_state
+from phasemake.fit.state import check_passes, check_sole_passes, read_passes, read_state
 from phasemake.resultcheck import discard_invalid_results
 
 
@@ -11,11 +11,10 @@ def _any_of(names):
     return "|".join(sorted(names)) or "(?!)"
 
 
-# A pass with one small chunk has nothing to run side by side: its chunk job runs in the
-# main process (accumulate_sole_chunk, a localrule, like the reducer; at most chunk_rows
-# rows, ~12 s by default), so under SLURM a small analysis's NLSQ submits no job of a few
-# seconds per pass. Other chunk jobs are submitted (accumulate_chunk). Analysis names are
-# plain identifiers (schema).
+# An analysis with one small chunk (at most chunk_rows rows) runs all its passes in one
+# job in the main process (fit_sole_nlsq, a localrule, like the reducer: seconds of work a
+# pass), so under SLURM a small analysis's NLSQ submits no job. Other analyses' chunk
+# jobs are submitted (accumulate_chunk). Analysis names are plain identifiers (schema).
 SOLE_CHUNK = _any_of(SMALL_CHUNK)
 SEVERAL_CHUNKS = _any_of(set(ANALYSES) - SMALL_CHUNK)
 
@@ -35,10 +34,32 @@ def chunk_runtime(wildcards, attempt):
     return int((10 + share / 10) * attempt)
 
 
+def _manifest(analysis):
+    """The manifest of a one-job fit (rules/fit.smk: fit_sole_nlsq)."""
+    return f"results/{analysis}/nlsq/passes.json"
+
+
+def sole_fit_runtime(wildcards, attempt):
+    """A one-job fit: a chunk job's time for each of up to 10 passes, then 1 min a pass
+    (one small chunk: seconds of work a pass)."""
+    passes = ANALYSES[wildcards.analysis]["nlsq"].get("max_iterations", 100)
+    return chunk_runtime(wildcards, attempt) + passes * attempt
+
+
+def sole_fit_inputs(wildcards):
+    """Observations and model files of a one-job fit."""
+    return {
+        "observations": f"results/{wildcards.analysis}/data/observations.h5",
+        **_model_files(wildcards),
+    }
+
+
 # Observations that are corrupt or not made from the configured data are rebuilt; a pass
 # whose chunk or state file went missing or bad (deleted as an error said) is redone, with
-# every later pass, before Snakemake walks the passes; a corrupt fit, profile, shard plan,
-# shard or consensus file is removed so that it is recomputed (a dry run only reports).
+# every later pass, before Snakemake walks the passes (a one-job fit: its manifest is
+# removed, so fit_sole_nlsq runs again and resumes after the last valid pass); a corrupt
+# fit, profile, shard plan, shard or consensus file is removed so that it is recomputed
+# (a dry run only reports).
 if workflow.is_main_process:
     for _name in ANALYSES:
         for _problem in discard_foreign_observations(
@@ -47,9 +68,15 @@ if workflow.is_main_process:
             dry_run=DRY_RUN,
         ):
             logging.getLogger("phasemake").warning("phasemake: %s", _problem)
-        for _problem in check_passes(
-            f"results/{_name}/nlsq", ANALYSES[_name]["chunks"], dry_run=DRY_RUN
-        ):
+        if _name in SMALL_CHUNK:
+            _problems = check_sole_passes(
+                f"results/{_name}/nlsq", _manifest(_name), dry_run=DRY_RUN
+            )
+        else:
+            _problems = check_passes(
+                f"results/{_name}/nlsq", ANALYSES[_name]["chunks"], dry_run=DRY_RUN
+            )
+        for _problem in _problems:
             logging.getLogger("phasemake").warning("phasemake: %s", _problem)
         for _problem in discard_invalid_results(f"results/{_name}", dry_run=DRY_RUN):
             logging.getLogger("phasemake").warning("phasemake: %s", _problem)
@@ -103,8 +130,13 @@ def step_inputs(wildcards):
 
 
 def final_nlsq_state(wildcards):
-    """The first pass whose state has stopped: each pass is a checkpoint, so Snakemake
-    schedules the next one only after reading this one (a killed run resumes here)."""
+    """The first pass whose state has stopped. A one-job fit (fit_sole_nlsq, a checkpoint)
+    names it in its manifest. Otherwise each pass is a checkpoint, so Snakemake schedules
+    the next one only after reading this one (a killed run resumes here)."""
+    a = wildcards.analysis
+    if a in SMALL_CHUNK:
+        manifest = checkpoints.fit_sole_nlsq.get(analysis=a).output.manifest
+        return f"results/{a}/nlsq/pass{read_passes(manifest)['passes'] - 1}/state.json"
     step = 0
     while True:
         state = checkpoints.step_nlsq.get(
@@ -115,10 +147,19 @@ def final_nlsq_state(wildcards):
         step += 1
 
 
+def final_state_inputs(wildcards):
+    """The final NLSQ state and, for a one-job fit, the manifest of the job that wrote it
+    (the pass files are not its declared outputs: Snakemake orders by the manifest)."""
+    files = {"state": final_nlsq_state(wildcards)}
+    if wildcards.analysis in SMALL_CHUNK:
+        files["passes"] = _manifest(wildcards.analysis)
+    return files
+
+
 def fit_inputs(wildcards):
     """The final state, the model files and the profile intervals (unless
     `nlsq.profile: false`)."""
-    files = {"state": final_nlsq_state(wildcards), **_model_files(wildcards)}
+    files = {**final_state_inputs(wildcards), **_model_files(wildcards)}
     if ANALYSES[wildcards.analysis]["nlsq"]["profile"]:
         files["profile"] = f"results/{wildcards.analysis}/nlsq/profile.json"
     return files
@@ -127,7 +168,7 @@ def fit_inputs(wildcards):
 def profile_inputs(wildcards):
     """The final state, the model files and the observations."""
     return {
-        "state": final_nlsq_state(wildcards),
+        **final_state_inputs(wildcards),
         "observations": f"results/{wildcards.analysis}/data/observations.h5",
         **_model_files(wildcards),
     }

@@ -1,5 +1,7 @@
 # Input, params and resources functions of rules/report.smk (Snakemake's linter keeps
 # functions and rules in separate files).
+import re
+
 from phasemake import read_plan
 from phasemake.fit.state import read_state
 from phasemake.posterior.shardplan import read_shard_plan
@@ -117,7 +119,7 @@ def timing_inputs(wildcards):
     a = wildcards.analysis
     files = {
         "plan": checkpoints.plan_trace.get(spec=_spec(wildcards)).output.plan,
-        "state": final_nlsq_state(wildcards),
+        **final_state_inputs(wildcards),
         "fit": f"results/{a}/nlsq/fit.json",
     }
     if ANALYSES[a]["cmc"]["enabled"]:
@@ -128,8 +130,9 @@ def timing_inputs(wildcards):
 
 def timing_benchmarks(wildcards):
     """Rule → benchmark files of every job of the analysis (those of rules that declare
-    `benchmark:`), in workflow order; a missing file is a job its outputs came from the
-    cache for."""
+    `benchmark:` and whose wildcard constraints admit the analysis: fit_sole_nlsq or
+    accumulate_chunk), in workflow order; a missing file is a job its outputs came from
+    the cache for."""
     a = wildcards.analysis
     cmc = ANALYSES[a]["cmc"]["enabled"]
     spec = _spec(wildcards)
@@ -160,9 +163,12 @@ def timing_benchmarks(wildcards):
             continue
         if not cmc and any("/cmc/" in str(o) for o in each.output):
             continue  # a posterior rule of an analysis without posterior
+        allowed = each.wildcard_constraints.get("analysis")
+        if allowed and not re.fullmatch(getattr(allowed, "pattern", str(allowed)), a):
+            continue  # a rule of the other kind of analysis (one or several chunks)
         pattern = str(getattr(rules, each.name).benchmark)  # without the constraints
         if pattern in seen:
-            continue  # accumulate_sole_chunk: accumulate_chunk's files, listed once
+            continue  # one file pattern, listed once
         seen.add(pattern)
         files[each.name] = [pattern.format(**k) for k in keys[names]]
     return files

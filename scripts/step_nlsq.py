@@ -1,8 +1,9 @@
 """The NLSQ reducer: sum the chunk accumulators in order and take one LM step."""
 
-from phasemake.core.joblog import PROGRESS, job_log
+from phasemake.core.joblog import job_log
 from phasemake.fit.analysis import step_nlsq
 from phasemake.fit.nlsq import LMSettings
+from phasemake.fit.onejob import log_pass
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
@@ -13,15 +14,4 @@ with job_log(snakemake.log[0], "step_nlsq") as log:
         previous_state=snakemake.input.get("previous"),
         settings=LMSettings.from_config(snakemake.params.nlsq),
     )
-    last = state["history"][-1]
-    log.info(
-        "pass %d: chi2 %.12g %s, damping %.3g, best chi2 %.12g; %s %s",
-        state["iteration"],
-        last["chi2"],
-        "accepted" if last["accepted"] else "rejected",
-        state["damping"],
-        state["best"]["chi2"],
-        state["status"],
-        state["reason"],
-        extra=PROGRESS,
-    )
+    log_pass(log, state)

@@ -155,7 +155,7 @@ def test_a_deleted_nlsq_chunk_makes_the_next_run_redo_its_pass(finished, copy, a
         if path.is_file():
             mirror = copy.root / path.relative_to(finished.root)
             assert mirror.read_bytes() == path.read_bytes(), path
-    assert copy.planned("accumulate_chunk") == 0
+    assert copy.planned("fit_sole_nlsq") == 0
 
 
 def test_a_cache_file_with_a_new_mtime_reruns_nothing(copy):

@@ -33,7 +33,7 @@ def test_truth_of_file_data_reaches_the_report_without_refitting(workflow):
     workflow.write_config(config)
     proc = workflow.snakemake("-n", target)
     planned = proc.stdout + proc.stderr
-    for rule in ("prepare_observations", "accumulate_sole_chunk", "step_nlsq", "summarise_nlsq"):
+    for rule in ("prepare_observations", "fit_sole_nlsq", "summarise_nlsq"):
         assert rule not in planned, planned
     observations = workflow.root / "results/t/data/observations.h5"
     made = observations.stat().st_mtime_ns

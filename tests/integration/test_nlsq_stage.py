@@ -172,10 +172,11 @@ def test_bad_data_file_fails_with_the_row_and_column(workflow):
 
 
 def test_small_one_chunk_passes_run_in_the_main_process(workflow):
-    """A pass with one chunk of at most chunk_rows rows is accumulate_sole_chunk (a
-    localrule: under SLURM it runs in the main process; tests/integration/test_slurm.py
-    runs one); several chunks, or a hand-set chunks: 1 over more rows, are accumulate_chunk
-    (submitted). A dry run names the rule of each pass-0 chunk job."""
+    """An analysis with one chunk of at most chunk_rows rows runs all its passes in one
+    job, fit_sole_nlsq (a localrule: under SLURM it runs in the main process;
+    tests/integration/test_slurm.py runs one); several chunks, or a hand-set chunks: 1 over
+    more rows, are accumulate_chunk jobs (submitted). A dry run names the rule of each
+    analysis's first NLSQ job."""
     cases = {
         "auto_small": {"chunks": "auto"},  # 1,500 rows <= 25e6: one small chunk
         "one_small": {"chunks": 1},
@@ -186,8 +187,12 @@ def test_small_one_chunk_passes_run_in_the_main_process(workflow):
         {**CONFIG, "analyses": {name: {**ANALYSIS, **s} for name, s in cases.items()}}
     )
     out = workflow.snakemake("-n").stdout
-    assert workflow.planned("accumulate_sole_chunk") == 2, out
+    assert workflow.planned("fit_sole_nlsq") == 2, out
     assert workflow.planned("accumulate_chunk") == 3, out  # 2 + 1
-    for name, rule in (("auto_small", "accumulate_sole_chunk"), ("one_large", "accumulate_chunk")):
-        job = re.search(rf"^rule (\w+):\n(?:    .*\n)*?    output: results/{name}/nlsq/", out, re.M)
+    for name, rule in (("auto_small", "fit_sole_nlsq"), ("one_large", "accumulate_chunk")):
+        job = re.search(
+            rf"^(?:rule|checkpoint) (\w+):\n(?:    .*\n)*?    output: results/{name}/nlsq/pass",
+            out,
+            re.M,
+        )
         assert job and job.group(1) == rule, (name, out)

@@ -90,7 +90,7 @@ def test_report_renders_every_analysis(workflow):
     model = (out / "times/report/model.html").read_text()
     assert re.search(r"<td>vertices</td><td>\d+</td>", model)
     timings = (out / "times/report/timings.html").read_text()
-    for rule in ("build_graph", "accumulate_chunk", "sample_shard", "combine_shards"):
+    for rule in ("build_graph", "fit_sole_nlsq", "sample_shard", "combine_shards"):
         assert re.search(rf"<td>{rule}</td><td>[1-9]\d*</td><td>0</td>", timings), rule
     assert "sample_shard" not in (out / "spectrum/report/timings.html").read_text()
     assert workflow.planned("plot_fit") == 0  # no-op rerun: nothing to redo

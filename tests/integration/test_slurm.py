@@ -71,7 +71,7 @@ CONFIG = {
                 "refine": "none",
             },
         },
-        # one chunk a pass: its chunk jobs run in the main process (accumulate_sole_chunk)
+        # one small chunk a pass: every pass in one job in the main process (fit_sole_nlsq)
         "small": {
             "model": "kingman",
             "observations": "absorption_times",
@@ -100,7 +100,7 @@ REMOTE_RULES = {
 LOCAL_RULES = {
     "plan_trace",
     "stitch_trace",
-    "accumulate_sole_chunk",
+    "fit_sole_nlsq",
     "profile_sole_nlsq",
     "step_nlsq",
     "summarise_nlsq",

@@ -32,7 +32,7 @@ def test_the_smoke_config_runs_alone_with_progress_and_closing_lines(smoke):
     ]  # the shipped config's analyses (two_deme_times) did not run
     assert len(list((root / "cache/graphs").glob("*.h5"))) == 2
     # running jobs' progress reaches the terminal, prefixed by the job
-    assert "[step_nlsq/kingman_times/pass0] pass 0: chi2" in err
+    assert "[fit_sole_nlsq/kingman_times] pass 0: chi2" in err
     # a shard's chains run side by side and the first progress line wins: either chain
     shard_progress = r"\[sample_shard/kingman_times/S2/shard\d\] chain \d: iteration 100 of 400"
     assert re.search(shard_progress, err)

@@ -16,11 +16,16 @@ from phasemake.core.artefact import read_json_artefact, write_json_artefact
 __all__ = [
     "CHUNK_KIND",
     "CHUNK_VERSION",
+    "PASSES_KIND",
     "STATE_KIND",
     "STATE_VERSION",
     "Accumulator",
     "check_passes",
+    "check_sole_passes",
+    "read_passes",
     "read_state",
+    "valid_passes",
+    "write_passes",
     "write_state",
 ]
 
@@ -29,6 +34,9 @@ STATE_VERSION = 1
 #: Kind of the chunk files (:func:`phasemake.fit.analysis.accumulate_chunk`); version 2
 #: added the block scores (:mod:`phasemake.fit.linkage`).
 CHUNK_KIND, CHUNK_VERSION = "phasemake.nlsq_chunk", 2
+#: Kind of the manifest of an analysis whose passes ran in one job (``passes.json``,
+#: :func:`phasemake.fit.onejob.fit_sole_passes`).
+PASSES_KIND, PASSES_VERSION = "phasemake.nlsq_passes", 1
 
 
 class Accumulator(NamedTuple):
@@ -72,6 +80,37 @@ def write_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A verified NLSQ state file."""
     return read_json_artefact(path, kind=STATE_KIND, versions=(STATE_VERSION,))
+
+
+def write_passes(path: str | os.PathLike[str], *, passes: int, state: str) -> None:
+    """Write the manifest of a one-job fit atomically: the number of ``passes`` and the
+    final ``state`` file's path."""
+    payload = {"passes": int(passes), "state": os.fspath(state)}
+    write_json_artefact(path, kind=PASSES_KIND, version=PASSES_VERSION, payload=payload)
+
+
+def read_passes(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A verified manifest of a one-job fit (:func:`write_passes`)."""
+    return read_json_artefact(path, kind=PASSES_KIND, versions=(PASSES_VERSION,))
+
+
+def valid_passes(folder: str | os.PathLike[str], chunks: int) -> list[dict[str, Any]]:
+    """The states of the passes under ``folder`` that can be used, in pass order: from
+    pass 0 up to the first pass whose state or chunk files are missing or invalid (see
+    :func:`check_passes`), or up to the first state that has stopped.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> valid_passes(tempfile.mkdtemp(), chunks=1)
+    []
+    """
+    folder, states = Path(folder), []
+    while _pass_problem(folder, len(states), chunks, states[-1] if states else None) is None:
+        states.append(read_state(folder / f"pass{len(states)}" / "state.json"))
+        if states[-1].get("status") != "running":
+            break
+    return states
 
 
 def _pass_problem(folder: Path, step: int, chunks: int, previous: dict | None) -> str | None:
@@ -156,6 +195,56 @@ def check_passes(
             shutil.rmtree(folder / f"pass{later}", ignore_errors=True)
     (folder / "fit.json").unlink(missing_ok=True)
     return [f"{message}; removed it and the later passes so they are redone"]
+
+
+def check_sole_passes(
+    folder: str | os.PathLike[str], manifest: str | os.PathLike[str], *, dry_run: bool = False
+) -> list[str]:
+    """:func:`check_passes` for an analysis whose passes run in one job (one chunk a
+    pass, :func:`phasemake.fit.onejob.fit_sole_passes`), whose only declared output is
+    the ``manifest``: when a pass is redone, or the manifest is invalid or names a final
+    state that is not the last valid pass's, the manifest (and ``fit.json``) is removed, so
+    that the job runs again and resumes after the last valid pass; so is a ``fit.json``
+    without a manifest (a killed job). A dry run only reports.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> check_sole_passes(folder, f"{folder}/passes.json")
+    []
+    """
+    from phasemake.core.errors import ArtefactError
+
+    problems = check_passes(folder, 1, dry_run=dry_run)
+    manifest, fit = Path(manifest), Path(folder) / "fit.json"
+    if not manifest.exists():
+        if not fit.exists():
+            return problems
+        # a killed job: Snakemake takes a present fit.json for done without asking for the
+        # checkpoint's manifest, so the fit is removed and the job resumes
+        message = f"{manifest} is missing (a fit_sole_nlsq job was killed?)"
+        if dry_run:
+            return [*problems, f"{message} (dry run: {fit} not removed)"]
+        fit.unlink()
+        return [*problems, f"{message}; removed {fit} so that the fit resumes"]
+    try:
+        listed = read_passes(manifest)
+        states = valid_passes(folder, 1)
+        if len(states) != listed["passes"] or states[-1].get("status") == "running":
+            problems.append(
+                f"{manifest} lists {listed['passes']} passes, but {len(states)} are valid "
+                "and complete"
+            )
+    except (ArtefactError, KeyError, TypeError, IndexError) as err:
+        problems.append(str(err))
+    if not problems:
+        return []
+    if dry_run:
+        return [*problems, f"{manifest} would be removed (dry run: not removed)"]
+    manifest.unlink(missing_ok=True)
+    fit.unlink(missing_ok=True)
+    return [*problems, f"removed {manifest} so that the fit resumes after its last valid pass"]
 
 
 def _chunk_problem(chunk: Path, previous: dict | None) -> bool:

@@ -114,3 +114,30 @@ def test_observations_of_other_data_are_removed_at_parse_time(tmp_path):
     assert "was made from data" in dry and "dry run: not removed" in dry and path.exists()
     (real,) = discard_foreign_observations(path, other)
     assert "removed it so it is rebuilt" in real and not path.exists()
+
+
+def test_a_one_job_fit_loses_its_manifest_when_a_pass_must_be_redone(tmp_path):
+    from phasemake.fit.state import check_sole_passes, valid_passes, write_passes
+
+    _passes(tmp_path, n=3, chunks=1)
+    manifest = tmp_path / "passes.json"
+    write_passes(manifest, passes=3, state=tmp_path / "pass2/state.json")
+    assert check_sole_passes(tmp_path, manifest) == []
+    assert [s["status"] for s in valid_passes(tmp_path, 1)] == ["running", "running", "converged"]
+    (tmp_path / "pass1/chunk0.h5").write_bytes(b"garbage")
+    dry = check_sole_passes(tmp_path, manifest, dry_run=True)
+    assert "dry run" in dry[-1] and manifest.exists() and (tmp_path / "fit.json").exists()
+    real = check_sole_passes(tmp_path, manifest)
+    assert any("NLSQ pass 1" in p for p in real) and "removed" in real[-1]
+    assert not manifest.exists() and not (tmp_path / "fit.json").exists()
+    assert len(valid_passes(tmp_path, 1)) == 1
+    # a killed job: no manifest, an old fit.json, which Snakemake would take for done
+    (tmp_path / "pass1").rmdir()  # (what the job's resume removes)
+    (tmp_path / "fit.json").write_text("{}")
+    (killed,) = check_sole_passes(tmp_path, manifest)
+    assert "is missing" in killed and not (tmp_path / "fit.json").exists()
+    # a manifest that lists another number of passes than are valid
+    _passes(tmp_path, n=3, chunks=1)
+    write_passes(manifest, passes=2, state=tmp_path / "pass1/state.json")
+    (listed,) = check_sole_passes(tmp_path, manifest, dry_run=True)[:1]
+    assert "lists 2 passes, but 3 are valid" in listed
