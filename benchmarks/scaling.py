@@ -24,12 +24,13 @@ Usage::
 
     python benchmarks/scaling.py                # everything (about 35 min on 2 cores)
     python benchmarks/scaling.py --quick        # a smoke test on small data (about 10 min)
-    python benchmarks/scaling.py --only dryrun  # one part: cores, fixed or dryrun
+    python benchmarks/scaling.py --only dryrun  # one part: cores, fixed, nlsq or dryrun
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -58,7 +59,7 @@ STAGES = {
     "NLSQ": {
         "prepare_observations",
         "accumulate_chunk",
-        "accumulate_sole_chunk",
+        "fit_sole_nlsq",
         "step_nlsq",
         "summarise_nlsq",
     },
@@ -71,9 +72,10 @@ FIXED_JOBS = {
         "results/{analysis}/data/observations.h5",
         "logs/prepare_observations/{analysis}.log",
     ),
-    "accumulate_chunk": (
-        "results/{analysis}/nlsq/pass0/chunk0.h5",
-        "logs/accumulate_chunk/{analysis}/pass0/chunk0.log",
+    # the analysis has one chunk: its whole NLSQ fit is one job
+    "fit_sole_nlsq": (
+        "results/{analysis}/nlsq/passes.json",
+        "logs/fit_sole_nlsq/{analysis}.log",
     ),
     "plan_shards": ("results/{analysis}/cmc/plan.json", "logs/plan_shards/{analysis}.log"),
     "sample_shard": (
@@ -289,6 +291,74 @@ def fixed_part(root: Path) -> None:
     print(f"   tiny JAX job (start, imports, one jit): cold {cold:.2f} s, warm {warm:.2f} s")
 
 
+# -- one-chunk NLSQ: one job against fit_in_memory ----------------------------------------
+IN_MEMORY = r"""
+import glob, json, sys, time
+import h5py
+from phasemake.fit.analysis import enable_compilation_cache, model_from_files, streamed_evaluator
+from phasemake.fit.nlsq import LMSettings, fit_in_memory, fit_summary
+from phasemake.fit.state import read_passes, read_state
+root, name, cache = sys.argv[1], sys.argv[2], sys.argv[3]
+enable_compilation_cache(cache)
+# the analysis settings and model files the job used: its resume fingerprint names them
+with open(f"{root}/results/{name}/nlsq/passes.resume.json") as fh:
+    used = json.load(fh)["payload"]
+analysis = used["analysis"]
+def by_checksum(kind, checksum):
+    for path in glob.glob(f"{root}/cache/{kind}/*.h5"):
+        with h5py.File(path, "r") as f:
+            if f.attrs["checksum"] == checksum:
+                return path
+files = {k: by_checksum(f"{k}s", used[k]) for k in ("graph", "trace")}
+obs = f"{root}/results/{name}/data/observations.h5"
+t = time.perf_counter()
+model = model_from_files(analysis, observations=obs, **files)
+fit = fit_in_memory(
+    model, [streamed_evaluator(model, obs, chunks=1)],
+    settings=LMSettings.from_config(analysis["nlsq"]),
+)
+seconds = time.perf_counter() - t
+final = read_passes(f"{root}/results/{name}/nlsq/passes.json")
+flow = fit_summary(model_from_files(analysis, **files), read_state(f"{root}/{final['state']}"))
+print(json.dumps({"seconds": seconds, "passes": fit["passes"], "same": flow == fit}))
+"""
+
+
+def nlsq_part(root: Path) -> None:
+    """Each one-chunk analysis's NLSQ fit, redone as the workflow's one job (its benchmark
+    file's wall time, and the `snakemake` command's), against ``fit_in_memory`` on the same
+    observations in a fresh process (model load and fit, after the imports), both with the
+    run's JAX cache; the fit summaries (estimates, covariance, history) must be equal."""
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    print(f"2b. one-chunk NLSQ: the workflow's one job against fit_in_memory ({root})")
+    print(
+        f"   {'analysis':<16} {'passes':>6} {'job':>7} {'snakemake':>9} {'in memory':>9} "
+        f"{'job/in memory':>13} {'same fit':>8}"
+    )
+    for name in config["analyses"]:
+        if not (root / f"results/{name}/nlsq/passes.json").exists():
+            continue  # several chunks: per-pass jobs
+        shutil.rmtree(root / f"results/{name}/nlsq")
+        command, _ = snakemake(root, "--cores", "2", f"results/{name}/nlsq/passes.json")
+        bench = root / f"logs/fit_sole_nlsq/{name}.benchmark.tsv"
+        job = float(bench.read_text().splitlines()[1].split()[0])
+        proc = subprocess.run(
+            [sys.executable, "-c", IN_MEMORY, str(root), name, str(root / "cache/jax")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        mem = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(
+            f"   {name:<16} {mem['passes']:6d} {job:6.1f}s {command:8.1f}s "
+            f"{mem['seconds']:8.1f}s {job / mem['seconds']:12.2f}x {mem['same']!s:>8}"
+        )
+    print(
+        "   (job: the fit_sole_nlsq job's wall time, Python start and imports included; "
+        "goal: <= 2x fit_in_memory)"
+    )
+
+
 # -- dry run with 500 units -----------------------------------------------------------------
 def level_units(config: dict) -> int:
     """Work units of the configured models at one unit per level."""
@@ -357,13 +427,15 @@ def dryrun_part(units: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data: a smoke test")
-    parser.add_argument("--only", choices=("cores", "fixed", "dryrun"), default=None)
+    parser.add_argument("--only", choices=("cores", "fixed", "nlsq", "dryrun"), default=None)
     parser.add_argument("--units", type=int, default=500, help="work units of the dry run")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs")
     started = time.perf_counter()
-    if args.only in (None, "cores", "fixed"):
-        root = cores_part(args.quick, compare=args.only != "fixed")
+    if args.only in (None, "cores", "fixed", "nlsq"):
+        root = cores_part(args.quick, compare=args.only not in ("fixed", "nlsq"))
+        if args.only in (None, "nlsq"):
+            nlsq_part(root)
         if args.only in (None, "fixed"):
             fixed_part(root)
         shutil.rmtree(root, ignore_errors=True)
