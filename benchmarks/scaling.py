@@ -327,8 +327,9 @@ print(json.dumps({"seconds": seconds, "passes": fit["passes"], "same": flow == f
 def nlsq_part(root: Path) -> None:
     """Each one-chunk analysis's NLSQ fit, redone as the workflow's one job (its benchmark
     file's wall time, and the `snakemake` command's), against ``fit_in_memory`` on the same
-    observations in a fresh process (model load and fit, after the imports), both with the
-    run's JAX cache; the fit summaries (estimates, covariance, history) must be equal."""
+    observations in a fresh process (model load and fit, after the imports; its second
+    run, so that both find their programs in the JAX cache); the fit summaries (estimates,
+    covariance, history) must be equal."""
     config = yaml.safe_load((root / "config/config.yaml").read_text())
     print(f"2b. one-chunk NLSQ: the workflow's one job against fit_in_memory ({root})")
     print(
@@ -342,20 +343,23 @@ def nlsq_part(root: Path) -> None:
         command, _ = snakemake(root, "--cores", "2", f"results/{name}/nlsq/passes.json")
         bench = root / f"logs/fit_sole_nlsq/{name}.benchmark.tsv"
         job = float(bench.read_text().splitlines()[1].split()[0])
-        proc = subprocess.run(
-            [sys.executable, "-c", IN_MEMORY, str(root), name, str(root / "cache/jax")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        # twice, the second timed: a job's programs are compiled under its thread settings,
+        # so fit_in_memory's own compilations are cache entries of their own
+        for _ in range(2):
+            proc = subprocess.run(
+                [sys.executable, "-c", IN_MEMORY, str(root), name, str(root / "cache/jax")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
         mem = json.loads(proc.stdout.strip().splitlines()[-1])
         print(
             f"   {name:<16} {mem['passes']:6d} {job:6.1f}s {command:8.1f}s "
             f"{mem['seconds']:8.1f}s {job / mem['seconds']:12.2f}x {mem['same']!s:>8}"
         )
     print(
-        "   (job: the fit_sole_nlsq job's wall time, Python start and imports included; "
-        "goal: <= 2x fit_in_memory)"
+        "   (job: the fit_sole_nlsq job's wall time, Python start and imports included; in "
+        "memory: model load and fit in a fresh process, warm cache; goal: <= 2x)"
     )
 
 
