@@ -29,9 +29,13 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from phasemake.trace import uniformisation  # noqa: E402
+from phasemake.trace import stacked, uniformisation  # noqa: E402
 
 __all__ = ["Trace", "TraceData"]
+
+#: Traces with more levels that hold cyclic components than this are stacked (see
+#: :mod:`phasemake.trace.stacked`); below it the unrolled walk compiles as fast.
+STACK_FROM = 8
 
 
 class TraceData(NamedTuple):
@@ -48,6 +52,7 @@ class TraceData(NamedTuple):
     position: jax.Array  # graph vertex -> trace position
     alpha: jax.Array
     absorbing: jax.Array
+    stacked: Any = ()  # the stacked plan's index arrays (:mod:`phasemake.trace.stacked`)
 
 
 class _Level(NamedTuple):
@@ -224,44 +229,62 @@ def _theta_cotangent(data: TraceData, left, right, sums) -> jax.Array:
     return jnp.einsum("ik,ipk->p", left, sums) - jnp.sum(left * right, axis=1) @ data.out_coef
 
 
-def _make_solves(levels: tuple[_Level, ...]):
+def _make_solves(solve_impl, occupation_impl):
     """``solve(data, θ, rhs) = (-S)^{-1} rhs`` and ``occupation(data, θ) = α (-S)^{-1}``
     with adjoint reverse modes: the cotangent of ``rhs`` is the solve of the other
     orientation, that of θ comes from edge sums the solves accumulate
-    (:func:`_theta_cotangent`).
+    (:func:`_theta_cotangent`). ``solve_impl(data, θ, rhs, edge_sums)`` and
+    ``occupation_impl(data, θ, rhs)`` walk the levels (unrolled or stacked).
     Differentiating the elimination op by op kept every level's intermediates (6–10× the
     forward cost for moments and covariances)."""
 
     @jax.custom_vjp
     def solve(data: TraceData, theta, rhs):
-        return _solve(levels, data, theta, rhs)
+        return solve_impl(data, theta, rhs, False)
 
     def solve_fwd(data, theta, rhs):
-        x, sums = _solve(levels, data, theta, rhs, edge_sums=True)
+        x, sums = solve_impl(data, theta, rhs, True)
         return x, (data, theta, x, sums)
 
     def solve_bwd(res, g):
         data, theta, x, sums = res
-        lam = _occupation(levels, data, theta, g)
+        lam = occupation_impl(data, theta, g)
         return _zero_cotangent(data), _theta_cotangent(data, lam, x, sums), lam
 
     solve.defvjp(solve_fwd, solve_bwd)
 
     @jax.custom_vjp
     def occupation(data: TraceData, theta):
-        return _occupation(levels, data, theta)
+        return occupation_impl(data, theta, data.alpha)
 
     def occupation_fwd(data, theta):
-        z = _occupation(levels, data, theta)
+        z = occupation_impl(data, theta, data.alpha)
         return z, (data, theta, z)
 
     def occupation_bwd(res, g):
         data, theta, z = res
-        mu, sums = _solve(levels, data, theta, g, edge_sums=True)
+        mu, sums = solve_impl(data, theta, g, True)
         return _zero_cotangent(data), _theta_cotangent(data, z, mu, sums)
 
     occupation.defvjp(occupation_fwd, occupation_bwd)
     return solve, occupation
+
+
+def _level_walks(levels: tuple[_Level, ...], how: str):
+    """The solve and occupation walks over ``levels``: ``"unrolled"`` (one program per
+    level) or ``"stacked"`` (one per padded shape, :mod:`phasemake.trace.stacked`)."""
+    if how == "unrolled":
+        return (
+            lambda data, theta, rhs, sums: _solve(levels, data, theta, rhs, edge_sums=sums),
+            lambda data, theta, rhs: _occupation(levels, data, theta, rhs),
+        )
+    shapes = levels  # for "stacked" the static bucket shapes
+    return (
+        lambda data, theta, rhs, sums: stacked.solve(
+            shapes, data.stacked, data, theta, rhs, edge_sums=sums
+        ),
+        lambda data, theta, rhs: stacked.occupation(shapes, data.stacked, data, theta, rhs),
+    )
 
 
 def _zero_cotangent(data: TraceData) -> TraceData:
@@ -272,7 +295,7 @@ def _zero_cotangent(data: TraceData) -> TraceData:
             return jnp.zeros_like(a)
         return np.zeros(a.shape, dtype=jax.dtypes.float0)
 
-    return TraceData(*(zero(a) for a in data))
+    return jax.tree_util.tree_map(zero, data)
 
 
 def parameter_vector(theta: Any, names: tuple[str, ...]) -> jax.Array:
@@ -298,6 +321,11 @@ class Trace:
         Parameter names (θ order).
     provenance
         Metadata (spec, graph size, units).
+    walk
+        How the solves walk the levels: ``"unrolled"`` (one program per level),
+        ``"stacked"`` (one program per padded shape, :mod:`phasemake.trace.stacked`: compile
+        time grows with the logarithm of the number of levels) or ``"auto"``: stacked
+        when more than :data:`STACK_FROM` levels hold cyclic components.
 
     Examples
     --------
@@ -314,7 +342,10 @@ class Trace:
         *,
         parameters: tuple[str, ...],
         provenance: dict[str, Any] | None = None,
+        walk: str = "auto",
     ) -> None:
+        if walk not in ("auto", "unrolled", "stacked"):
+            raise ValueError(f"walk={walk!r}; expected 'auto', 'unrolled' or 'stacked'")
         self.arrays = arrays
         self.parameters = tuple(parameters)
         self.provenance = dict(provenance or {})
@@ -343,7 +374,14 @@ class Trace:
             absorbing=jax.device_put(absorbing),
         )
         self._levels = _structure(arrays, jptr)
-        solve, occupation = _make_solves(self._levels)
+        cyclic = sum(1 for lv in self._levels if lv.groups)
+        #: how the solves walk the levels ("unrolled" or "stacked")
+        self.walk = walk if walk != "auto" else "stacked" if cyclic > STACK_FROM else "unrolled"
+        static = self._levels
+        if self.walk == "stacked":
+            static, plan = stacked.build_plan(self._levels, arrays, perm)
+            self.data = self.data._replace(stacked=jax.device_put(plan))
+        solve, occupation = _make_solves(*_level_walks(static, self.walk))
         self._solve = jax.jit(solve)
         self._occupation = jax.jit(occupation)
         # E = z @ r: the occupation's reverse mode is E's (one solve for any number of r)
