@@ -202,8 +202,9 @@ def test_foreign_graph_trace_and_plan_are_removed_or_only_reported_in_a_dry_run(
     import shutil
 
     from phasemake import GraphCache, spec_hash
+    from phasemake.core.artefact import write_artefact
     from phasemake.models import kingman
-    from phasemake.trace.files import write_trace
+    from phasemake.trace.files import TRACE_FORMAT_VERSION, TRACE_KIND
     from phasemake.workflow import discard_invalid_artefacts
 
     spec, graph, _ = _cache_with_unit(tmp_path)
@@ -211,7 +212,14 @@ def test_foreign_graph_trace_and_plan_are_removed_or_only_reported_in_a_dry_run(
     other = cache.load_or_build(kingman, n=7)
     eight = spec_hash(kingman, n=7)
     meta = {"parameters": ["coal"], "provenance": {"spec": eight}}
-    write_trace({"x": other.states}, meta, cache.trace_dir / f"{eight}.h5")
+    # a valid trace artefact of another spec (write_trace would need real trace arrays)
+    write_artefact(
+        cache.trace_dir / f"{eight}.h5",
+        kind=TRACE_KIND,
+        version=TRACE_FORMAT_VERSION,
+        arrays={"x": other.states},
+        meta=meta,
+    )
     shutil.copy(cache.trace_dir / f"{eight}.h5", cache.trace_dir / f"{spec}.h5")
     shutil.copy(cache.graph_path(eight), graph)
     plan = cache.plan_path(spec)

@@ -353,7 +353,7 @@ def _block_chain(trace, rewards: np.ndarray):
     if getattr(trace, "history", None) is not None:  # an EpochTrace has decided already
         found, inner = trace.lumping, trace.trace
     else:
-        found, inner = lumping.lump(trace._series_data), trace
+        found, inner = trace.lumping, trace  # stored in its trace file, or found once
     if found is None:
         return None
     transient = np.asarray(inner._series_data.transient, dtype=np.float64)

@@ -173,7 +173,7 @@ class EpochTrace:
         self._order = trace.data.order
         found = None
         if lump and all(e is None for e in history.events):
-            found = lumping.lump(sd)
+            found = trace.lumping  # found once per trace (or stored in its trace file)
         #: the block chain when the trace lumps exactly (see :mod:`phasemake.trace.lumping`)
         self.lumping = found
         if found is None:

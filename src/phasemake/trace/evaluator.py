@@ -30,6 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from phasemake.trace import stacked, uniformisation  # noqa: E402
+from phasemake.trace.lumpstore import Lumping, has_lumping, read_lumping  # noqa: E402
 
 __all__ = ["Trace", "TraceData"]
 
@@ -408,6 +409,18 @@ class Trace:
     def n_levels(self) -> int:
         """Number of topological levels (absorption included)."""
         return int(self.arrays["level_vptr"].size - 1)
+
+    @property
+    def lumping(self) -> Lumping | None:
+        """The exact block chain of the trace (:mod:`phasemake.trace.lumping`), or ``None``
+        when it does not lump: as recorded in its trace file, else found on first use."""
+        if "_lumping" not in self.__dict__:
+            from phasemake.trace import lumping
+
+            stored = has_lumping(self.arrays)
+            found = read_lumping(self.arrays) if stored else lumping.lump(self._series_data)
+            self.__dict__["_lumping"] = found
+        return self.__dict__["_lumping"]
 
     def _theta(self, theta: Any) -> jax.Array:
         return parameter_vector(theta, self.parameters)

@@ -14,6 +14,7 @@ from phasemake.core.artefact import atomic_path, read_artefact, write_artefact
 from phasemake.core.errors import ArtefactError
 from phasemake.graph.build import Graph
 from phasemake.graph.files import check_spec, expected_spec
+from phasemake.trace.lumpstore import LUMP_KEYS, check_lumping, lumping_arrays
 from phasemake.trace.units import (
     DEFAULT_UNIT_COST,
     UnitPlan,
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "TRACE_FORMAT_VERSION",
+    "UNIT_FORMAT_VERSION",
     "claim_path",
     "claim_unit",
     "compile_trace",
@@ -48,7 +50,13 @@ __all__ = [
 
 TRACE_KIND = "phasemake.trace"
 UNIT_KIND = "phasemake.trace_unit"
-TRACE_FORMAT_VERSION = 1
+#: Stitched trace files. Version 2 records the trace's lumping (:mod:`phasemake.trace.lumpstore`);
+#: version-1 files are still read (their lumping is found on first use).
+TRACE_FORMAT_VERSION = 2
+#: Trace versions :func:`read_trace_artefact` reads.
+TRACE_FORMAT_VERSIONS = (1, TRACE_FORMAT_VERSION)
+#: Work-unit files and plans (unchanged by trace version 2: cached units stay valid).
+UNIT_FORMAT_VERSION = 1
 
 
 def trace_meta(graph: Graph, units: list[UnitPlan]) -> dict[str, Any]:
@@ -88,8 +96,18 @@ def compile_trace(graph: Graph, *, max_unit_cost: int = DEFAULT_UNIT_COST) -> Tr
 def write_trace(
     arrays: dict[str, np.ndarray], meta: dict[str, Any], path: str | os.PathLike[str]
 ) -> None:
-    """Write stitched trace arrays atomically, versioned and checksummed."""
-    write_artefact(path, kind=TRACE_KIND, version=TRACE_FORMAT_VERSION, arrays=arrays, meta=meta)
+    """Write stitched trace arrays atomically, versioned and checksummed, with their
+    lumping (:mod:`phasemake.trace.lumpstore`).
+
+    The lumping is found here, from these arrays (any ``lump_*`` arrays passed in are
+    replaced), so a trace file's lumping is always its own trace's; whether the trace lumps
+    or not is recorded, and no job that loads the file searches for it again.
+    """
+    from phasemake.trace.lumping import lump_trace
+
+    trace = {name: a for name, a in arrays.items() if name not in LUMP_KEYS}
+    trace.update(lumping_arrays(lump_trace(trace)))
+    write_artefact(path, kind=TRACE_KIND, version=TRACE_FORMAT_VERSION, arrays=trace, meta=meta)
 
 
 def load_trace(
@@ -113,8 +131,9 @@ def load_trace(
     Raises
     ------
     phasemake.core.errors.ArtefactError
-        If the file is missing, foreign, of another format version or corrupt, or holds the
-        trace of another graph (spec) or other parameters than expected.
+        If the file is missing, foreign, of another format version or corrupt, holds the
+        trace of another graph (spec) or other parameters than expected, or a lumping that
+        does not fit its trace.
     """
     from phasemake.trace.evaluator import Trace
 
@@ -130,9 +149,11 @@ def read_trace_artefact(
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and meta of a stitched trace file, verified (checksum, the spec of its
     graph, its parameters) as :func:`load_trace` does, without building a
-    :class:`~phasemake.trace.evaluator.Trace` (no JAX)."""
-    arrays, meta = read_artefact(path, kind=TRACE_KIND, versions=(TRACE_FORMAT_VERSION,))
+    :class:`~phasemake.trace.evaluator.Trace` (no JAX); the stored lumping's shapes are
+    checked against the trace (a version-1 file has none)."""
+    arrays, meta = read_artefact(path, kind=TRACE_KIND, versions=TRACE_FORMAT_VERSIONS)
     check_spec(path, meta.get("provenance", {}).get("spec"), spec, "trace")
+    check_lumping(arrays, path)
     if parameters is not None and list(meta.get("parameters", [])) != list(parameters):
         raise ArtefactError(
             f"{path} is a trace with parameters {meta.get('parameters')}, but the model has "
@@ -145,7 +166,7 @@ def write_unit(arrays: dict[str, np.ndarray], path: str | os.PathLike[str]) -> s
     """Write a work unit's arrays atomically; returns its content key."""
     key = unit_key(arrays)
     write_artefact(
-        path, kind=UNIT_KIND, version=TRACE_FORMAT_VERSION, arrays=arrays, meta={"key": key}
+        path, kind=UNIT_KIND, version=UNIT_FORMAT_VERSION, arrays=arrays, meta={"key": key}
     )
     return key
 
@@ -170,7 +191,7 @@ def unit_is_recorded(path: str | os.PathLike[str]) -> bool:
 
 def read_unit(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a work unit, verifying its checksum and that its content matches its key."""
-    arrays, meta = read_artefact(path, kind=UNIT_KIND, versions=(TRACE_FORMAT_VERSION,))
+    arrays, meta = read_artefact(path, kind=UNIT_KIND, versions=(UNIT_FORMAT_VERSION,))
     key = unit_key(arrays)
     if key != meta.get("key") or Path(path).stem != key:
         raise ArtefactError(
@@ -236,7 +257,7 @@ def claim_unit(unit: UnitPlan, *, units_dir: str | os.PathLike[str], graph: str,
 
 def write_plan(units: list[UnitPlan], meta: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write the work-unit plan as JSON (atomically)."""
-    payload = {"format": "phasemake.trace_plan", "format_version": TRACE_FORMAT_VERSION, **meta}
+    payload = {"format": "phasemake.trace_plan", "format_version": UNIT_FORMAT_VERSION, **meta}
     payload["units"] = [u._asdict() for u in units]
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))

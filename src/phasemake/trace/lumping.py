@@ -39,8 +39,14 @@ from functools import partial
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
+
+jax.config.update("jax_enable_x64", True)  # lump_trace's series data: float64, as Trace's
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from phasemake.trace import uniformisation  # noqa: E402
+from phasemake.trace.lumpstore import MAX_BLOCKS, Lumping  # noqa: E402
 
 __all__ = [
     "MAX_BLOCKS",
@@ -52,30 +58,12 @@ __all__ = [
     "chain_expectation",
     "expm_upper",
     "lump",
+    "lump_trace",
     "project",
 ]
 
-#: The block chain is evaluated densely: up to this many blocks.
-MAX_BLOCKS = 256
 #: Relative tolerance of "the same" for jump fractions (sums of float64 fractions).
 _DIGITS = 12
-
-
-class Lumping(NamedTuple):
-    """The block chain of a lumpable trace (trace vertex order).
-
-    ``block[v]`` is v's block (``n_blocks`` for absorbing and unreachable states),
-    ``nu[v]`` the probability of visiting v given that its block is visited,
-    ``coef[B, B2]`` the block chain's generator coefficients (``(M, M, p)``: jump
-    coefficients off the diagonal, minus the exit coefficients on it; transient blocks
-    only, in topological order: the start block is 0), ``start_mass`` the initial
-    probability of the transient states (below 1 when some mass starts absorbed)."""
-
-    block: np.ndarray
-    nu: np.ndarray
-    coef: np.ndarray
-    n_blocks: int
-    start_mass: float = 1.0
 
 
 def _refine(labels: np.ndarray, src, tgt, w, n_states: int) -> np.ndarray:
@@ -166,6 +154,15 @@ def lump(data, *, max_blocks: int = MAX_BLOCKS) -> Lumping | None:
         lumped[b, b] = -out[v]
     start_mass = float(np.sum(alpha[live]))
     return Lumping(block=block, nu=nu, coef=lumped, n_blocks=m, start_mass=start_mass)
+
+
+def lump_trace(arrays: dict[str, np.ndarray]) -> Lumping | None:
+    """:func:`lump` of the trace with these arrays (:mod:`phasemake.trace.units`): the
+    lumping :attr:`phasemake.Trace.lumping <phasemake.trace.evaluator.Trace.lumping>`
+    finds, from the same series data (what a trace file records when it is written)."""
+    alpha = np.zeros(int(arrays["order"].size))
+    np.add.at(alpha, arrays["init_pos"], arrays["init_prob"])
+    return lump(uniformisation.series_data(arrays, alpha))
 
 
 # -- evaluation on the block chain (pure JAX) ------------------------------------------------
