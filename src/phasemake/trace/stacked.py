@@ -13,8 +13,9 @@ a piece's edges as ``NE ≥ ne`` entries (padded with zero rates). One ``lax.sca
 pieces in level order and ``lax.switch`` runs the bucket's program, so XLA compiles one
 program per bucket, not per level. The component sizes of the buckets are chosen to
 minimise the padded cost (``a + b M³`` per dense solve, dynamic programming over the
-sorted sizes) with at most ``1.5 log2(pieces + 1)`` size classes: compile time grows with the
-logarithm of the number of levels, and the padding adds a few per cent to the solves.
+sorted sizes) with ``1.5 log2(k + 1)`` to ``2 log2(k + 1)`` size classes for k pieces
+with cyclic components: compile time grows with the logarithm of the number of levels,
+and the padding adds at most 12% to the modelled cost of the solves (:data:`PADDING`).
 
 Padded slots read and write one spare vertex (index ``V``) whose value is reset to 0 after
 each piece, so a singular component elsewhere never leaks into other values.
@@ -31,9 +32,17 @@ import numpy as np
 
 __all__ = ["StackedArrays", "build_plan", "occupation", "solve"]
 
-#: Buckets with up to this many block entries (rows × C × M², float64) are built before
-#: the walk (32 MiB per θ); larger ones row by row inside it.
-PREBUILD = 2**22
+#: Buckets whose blocks have up to this many entries per row (C × M²) are built before the
+#: walk, if all their rows fit in :data:`PREBUILD_TOTAL` entries (32 MiB per θ); others row
+#: by row inside it. Prebuilt, a step only slices its row: fewer operations per step,
+#: which is what the walk's time is made of for small blocks; for large ones copying the
+#: row costs more (three-deme island, 30 lineages, blocks up to 496: E[T] 30.1 ms
+#: prebuilt, 24.4 ms built inside the walk, 21.4 ms unrolled).
+PREBUILD = 2**14
+PREBUILD_TOTAL = 2**22
+#: The size classes are the fewest (within :func:`size_classes`) whose modelled cost of
+#: the padded solves is within this factor of no padding.
+PADDING = 1.12
 #: Cost model of a dense solve of size M (seconds, CPU LAPACK): a + b M³ per component.
 _SOLVE_FIXED = 6e-6
 _SOLVE_CUBIC = 9e-11
@@ -95,14 +104,15 @@ def _pieces(levels, edge_src: np.ndarray, in_tgt: np.ndarray) -> list[_Piece]:
     return out
 
 
-def _size_classes(pieces: list[_Piece], max_classes: int) -> dict[int, int]:
-    """Padded size for each component size m > 1: the partition of the sorted sizes
-    into at most ``max_classes`` runs that minimises the modelled cost (each run padded
-    to its largest size; dynamic programming, O(classes × sizes²) in numpy)."""
+def _size_classes(pieces: list[_Piece], classes: tuple[int, int]) -> dict[int, int]:
+    """Padded size for each component size m > 1: the partition of the sorted sizes into
+    runs, each padded to its largest size, that minimises the modelled cost for each
+    number of runs (dynamic programming, O(runs × sizes²) in numpy); the fewest runs in
+    ``classes = (least, most)`` whose cost is within :data:`PADDING` of no padding."""
     sizes = np.array(sorted({p.m for p in pieces if p.m > 1}), dtype=np.float64)
     if sizes.size == 0:
         return {}
-    n, k_max = sizes.size, min(max_classes, sizes.size)
+    n, k_max = sizes.size, min(classes[1], sizes.size)
     where = {int(m): i for i, m in enumerate(sizes)}
     solves, comps = np.zeros(n), np.zeros(n)  # per size: batched solves, components
     for p in pieces:
@@ -123,7 +133,10 @@ def _size_classes(pieces: list[_Piece], max_classes: int) -> dict[int, int]:
         total = best[k - 1][:, None] + run  # (i, j)
         cut[k] = np.argmin(total, axis=0)
         best[k] = total[cut[k], np.arange(n + 1)]
-    k = 1 + int(np.argmin(best[1:, n]))
+    exact = _SOLVE_FIXED * cum_s[-1] + _SOLVE_CUBIC * float(comps @ sizes**3)
+    k_min = min(classes[0], k_max)
+    good = [k for k in range(k_min, k_max + 1) if best[k, n] <= PADDING * exact]
+    k = good[0] if good else k_min + int(np.argmin(best[k_min:, n]))
     padded, end = {}, n
     while end > 0:
         start = int(cut[k, end])
@@ -133,13 +146,14 @@ def _size_classes(pieces: list[_Piece], max_classes: int) -> dict[int, int]:
     return padded
 
 
-def max_buckets(n_cyclic: int) -> int:
-    """The most size classes for ``n_cyclic`` pieces with cyclic components:
-    ``⌈1.5 log2(n + 1)⌉``. Each class is one more program to compile (about 0.2 s) and
-    less padding: on the two-deme model at n = 100 (99 cyclic levels), 7 classes compiled
-    in 1.65 s and evaluated E[T] in 3.97 ms, 10 classes in 2.25 s and 3.51 ms (the
-    unrolled walk: 18.6 s and 3.66 ms)."""
-    return max(1, math.ceil(1.5 * math.log2(n_cyclic + 1)))
+def size_classes(n_cyclic: int) -> tuple[int, int]:
+    """The least and most size classes for ``n_cyclic`` pieces with cyclic components:
+    ``⌈1.5 log2(n + 1)⌉`` and ``⌈2 log2(n + 1)⌉``. Each class is one more program to
+    compile (about 0.2 s) and less padding: on the two-deme model at n = 100 (99 cyclic
+    levels), 7 classes compiled in 1.65 s and evaluated E[T] in 3.97 ms, 10 classes in
+    2.25 s and 3.51 ms (the unrolled walk: 18.6 s and 3.66 ms)."""
+    log = math.log2(n_cyclic + 1)
+    return max(1, math.ceil(1.5 * log)), max(1, math.ceil(2 * log))
 
 
 def _pow2(n: int) -> int:
@@ -155,7 +169,7 @@ def build_plan(levels, arrays: dict[str, np.ndarray], in_perm: np.ndarray):
     in_tgt = tgt[in_perm]
     pieces = _pieces(levels, src, in_tgt)
     n_cyclic = sum(p.m > 1 for p in pieces)
-    padded = _size_classes(pieces, max_buckets(n_cyclic))
+    padded = _size_classes(pieces, size_classes(n_cyclic))
     keys, members = [], {}
     for p in pieces:
         ne, nj = p.ext[1] - p.ext[0], p.incoming[1] - p.incoming[0]
@@ -228,15 +242,14 @@ def _block_matrices(big_c: int, big_m: int, b: Bucket, rate, out, transpose: boo
 
 
 def _blocks(shapes, plan: StackedArrays, rate, out, transpose: bool):
-    """A function ``(k, r) -> blocks of row r of bucket k``. Buckets of up to
-    :data:`PREBUILD` entries are built batched before the walk (fewer operations per step,
-    which is what the walk's time is made of); larger ones row by row inside it, so the
-    walk never holds every level's blocks at once. The LU stays inside the walk, one at a
+    """A function ``(k, r) -> blocks of row r of bucket k``. Buckets of small blocks
+    (:data:`PREBUILD`) are built batched before the walk; others row by row inside it, so
+    the walk never holds every level's large blocks at once. The LU stays inside the walk, one at a
     time: XLA's CPU runtime deadlocked (jax 0.10.2) when the buckets' batched LUs ran
     before the walk."""
     built = [
         _block_matrices(c, m, b, rate, out, transpose)
-        if b.vid.shape[0] * c * m * m <= PREBUILD
+        if c * m * m <= PREBUILD and b.vid.shape[0] * c * m * m <= PREBUILD_TOTAL
         else None
         for (c, m), b in zip(shapes, plan.buckets, strict=True)
     ]
