@@ -93,6 +93,24 @@ def _edge_terms(coef, xt) -> jax.Array:
     return coef * xt[:, None] if xt.ndim == 1 else coef[:, :, None] * xt[:, None, :]
 
 
+def _level_solve(lv: Level, b, rate, out, src, tgt, *, transpose: bool) -> jax.Array:
+    """Solve one level's blocks of ``-S`` (or their transposes) for its right-hand side
+    ``b`` (its vertices' rows): a division per single vertex, a batched dense solve per
+    group of same-size components."""
+    parts = []
+    if lv.singles:
+        d = out[lv.v0 : lv.v0 + lv.singles]
+        parts.append(b[: lv.singles] / (d if b.ndim == 1 else d[:, None]))
+    for group in lv.groups:
+        m, c, vs = group[:3]
+        mat = _component_matrices(rate, out, src, tgt, group)
+        block = b[vs - lv.v0 : vs - lv.v0 + m * c]
+        mat = jnp.swapaxes(mat, 1, 2) if transpose else mat
+        sol = jnp.linalg.solve(mat, block.reshape(c, m, -1))
+        parts.append(sol.reshape(block.shape))
+    return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def solve(levels: tuple[Level, ...], data, theta, rhs, edge_sums: bool = False):
     """``x = (-S)^{-1} rhs`` for ``rhs`` of shape (V,) or (V, k) in trace order (0 at
     absorption).
@@ -124,17 +142,7 @@ def solve(levels: tuple[Level, ...], data, theta, rhs, edge_sums: bool = False):
                     indices_are_sorted=True,
                 )
                 y = y.at[lv.v0 : lv.v1].add(ys)
-        parts = []
-        if lv.singles:
-            d = out[lv.v0 : lv.v0 + lv.singles]
-            parts.append(b[: lv.singles] / (d if vec else d[:, None]))
-        for group in lv.groups:
-            m, c, vs = group[:3]
-            mat = _component_matrices(rate, out, src, tgt, group)
-            off = vs - lv.v0
-            sol = jnp.linalg.solve(mat, b[off : off + m * c].reshape(c, m, -1))
-            parts.append(sol.reshape(b[off : off + m * c].shape))
-        x = x.at[lv.v0 : lv.v1].set(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
+        x = x.at[lv.v0 : lv.v1].set(_level_solve(lv, b, rate, out, src, tgt, transpose=False))
         if edge_sums and lv.e1 > lv.ei:  # edges inside components, now that x is known
             ys = jax.ops.segment_sum(
                 _edge_terms(coef[lv.ei : lv.e1], x[tgt[lv.ei : lv.e1]]),
@@ -166,15 +174,6 @@ def occupation(levels: tuple[Level, ...], data, theta, rhs=None) -> jax.Array:
                 num_segments=nv,
                 indices_are_sorted=True,
             )
-        parts = []
-        if lv.singles:
-            d = out[lv.v0 : lv.v0 + lv.singles]
-            parts.append(b[: lv.singles] / (d if vec else d[:, None]))
-        for group in lv.groups:
-            m, c, vs = group[:3]
-            mat = _component_matrices(rate, out, data.edge_src, data.edge_tgt, group)
-            block = b[vs - lv.v0 : vs - lv.v0 + m * c]
-            sol = jnp.linalg.solve(jnp.swapaxes(mat, 1, 2), block.reshape(c, m, -1))
-            parts.append(sol.reshape(block.shape))
-        z = z.at[lv.v0 : lv.v1].set(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
+        solved = _level_solve(lv, b, rate, out, data.edge_src, data.edge_tgt, transpose=True)
+        z = z.at[lv.v0 : lv.v1].set(solved)
     return z
