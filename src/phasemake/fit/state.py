@@ -221,9 +221,18 @@ def check_sole_passes(
     if not manifest.exists():
         if not fit.exists():
             return problems
-        # a killed job: Snakemake takes a present fit.json for done without asking for the
-        # checkpoint's manifest, so the fit is removed and the job resumes
-        message = f"{manifest} is missing (a fit_sole_nlsq job was killed?)"
+        # a killed job, or a fit from the per-pass jobs of an earlier version: Snakemake
+        # takes a present fit.json for done without asking for the checkpoint's manifest,
+        # so the fit is removed and the job resumes (or refits once)
+        from phasemake.fit.onejob import RESUME_NAME
+
+        if (Path(folder) / RESUME_NAME).exists():
+            message = f"{manifest} is missing (a fit_sole_nlsq job was killed?)"
+        else:
+            message = (
+                f"{manifest} is missing: {fit} was written by per-pass NLSQ jobs (before "
+                "one-chunk fits ran in one job); it is fitted again once, in one job"
+            )
         if dry_run:
             return [*problems, f"{message} (dry run: {fit} not removed)"]
         fit.unlink()
