@@ -72,10 +72,13 @@ def trace_meta(graph: Graph, units: list[UnitPlan]) -> dict[str, Any]:
     }
 
 
-def compile_trace(graph: Graph, *, max_unit_cost: int = DEFAULT_UNIT_COST) -> Trace:
+def compile_trace(
+    graph: Graph, *, max_unit_cost: int = DEFAULT_UNIT_COST, walk: str = "auto"
+) -> Trace:
     """Plan, record every work unit and stitch them into a :class:`Trace`, in one process.
 
     The workflow does the same through files (one job per unit); both give identical arrays.
+    ``walk`` is how the solves walk the levels (see :class:`Trace`).
 
     Examples
     --------
@@ -90,7 +93,7 @@ def compile_trace(graph: Graph, *, max_unit_cost: int = DEFAULT_UNIT_COST) -> Tr
 
     arrays, units = record_trace_arrays(graph, max_unit_cost=max_unit_cost)
     meta = trace_meta(graph, units)
-    return Trace(arrays, parameters=graph.parameters, provenance=meta["provenance"])
+    return Trace(arrays, parameters=graph.parameters, provenance=meta["provenance"], walk=walk)
 
 
 def write_trace(
@@ -115,6 +118,7 @@ def load_trace(
     *,
     spec: str | None = None,
     parameters: tuple[str, ...] | list[str] | None = None,
+    walk: str = "auto",
 ) -> Trace:
     """Load and verify a stitched trace file.
 
@@ -127,6 +131,8 @@ def load_trace(
         file name's stem when that is a spec hash (``{cache}/traces/{spec}.h5``).
     parameters
         The model parameters the trace must have, if given.
+    walk
+        How the solves walk the levels (see :class:`~phasemake.trace.evaluator.Trace`).
 
     Raises
     ------
@@ -138,7 +144,9 @@ def load_trace(
     from phasemake.trace.evaluator import Trace
 
     arrays, meta = read_trace_artefact(path, spec=spec, parameters=parameters)
-    return Trace(arrays, parameters=tuple(meta["parameters"]), provenance=meta["provenance"])
+    return Trace(
+        arrays, parameters=tuple(meta["parameters"]), provenance=meta["provenance"], walk=walk
+    )
 
 
 def read_trace_artefact(

@@ -224,5 +224,6 @@ def test_auto_walk_and_bad_walk():
     graph = build_graph(kingman, n=6)
     trace = phasemake.compile_trace(graph)
     assert trace.walk == "unrolled"
+    assert phasemake.compile_trace(graph, walk="stacked").walk == "stacked"
     with pytest.raises(ValueError, match="walk='fast'; expected 'auto', 'unrolled' or 'stacked'"):
         phasemake.Trace(trace.arrays, parameters=graph.parameters, walk="fast")
