@@ -177,6 +177,7 @@ def build_plan(levels, arrays: dict[str, np.ndarray], in_perm: np.ndarray):
         keys.append(key)
         members.setdefault(key, []).append(p)
     order = list(members)
+    index = np.int32 if max(n_vertices, n_edges) < 2**31 - 1 else np.int64
     shapes, buckets = [], []
     for key in order:
         ps = members[key]
@@ -186,15 +187,15 @@ def build_plan(levels, arrays: dict[str, np.ndarray], in_perm: np.ndarray):
         nj = max(1, max(p.incoming[1] - p.incoming[0] for p in ps))
         rows = len(ps)
         b = Bucket(
-            vid=np.full((rows, big_c * big_m), n_vertices, dtype=np.int32),
-            ext_e=np.full((rows, ne), n_edges, dtype=np.int32),
-            ext_slot=np.zeros((rows, ne), dtype=np.int32),
-            int_e=np.full((rows, ni), n_edges, dtype=np.int32),
-            int_c=np.zeros((rows, ni), dtype=np.int32),
-            int_r=np.zeros((rows, ni), dtype=np.int32),
-            int_k=np.zeros((rows, ni), dtype=np.int32),
-            in_j=np.full((rows, nj), n_in, dtype=np.int32),
-            in_slot=np.zeros((rows, nj), dtype=np.int32),
+            vid=np.full((rows, big_c * big_m), n_vertices, dtype=index),
+            ext_e=np.full((rows, ne), n_edges, dtype=index),
+            ext_slot=np.zeros((rows, ne), dtype=index),
+            int_e=np.full((rows, ni), n_edges, dtype=index),
+            int_c=np.zeros((rows, ni), dtype=index),
+            int_r=np.zeros((rows, ni), dtype=index),
+            int_k=np.zeros((rows, ni), dtype=index),
+            in_j=np.full((rows, nj), n_in, dtype=index),
+            in_slot=np.zeros((rows, nj), dtype=index),
         )
         for r, p in enumerate(ps):
             # vertex (component q, position i) of the piece sits in slot q M + i
