@@ -11,6 +11,10 @@ differentiable (``jax.grad``) and vmappable over a batch of θ. Rewards are inde
 - the density, cdf and survival use adaptive, level-truncated uniformisation (see
   :mod:`phasemake.trace.uniformisation`) — for all t at once.
 
+The solves walk the levels unrolled (:mod:`phasemake.trace.levels`, one program per level)
+or stacked (:mod:`phasemake.trace.stacked`, one program per padded shape: the default when
+more than :data:`STACK_FROM` levels hold cyclic components), with the same results.
+
 The solves have adjoint reverse modes (``custom_vjp``: a solve of the other orientation
 and edge sums, 2–3× the value); JAX has no forward mode for them, so use ``jax.grad`` or
 ``jax.jacrev`` on expectations, occupation, moments and covariances. The density, cdf and
