@@ -23,6 +23,7 @@ survival support forward mode too.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -35,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from phasemake.trace import levels, stacked, uniformisation  # noqa: E402
 from phasemake.trace.lumpstore import Lumping, has_lumping, read_lumping  # noqa: E402
+from phasemake.trace.units import initial_distribution  # noqa: E402
 
 __all__ = ["Trace", "TraceData"]
 
@@ -125,12 +127,11 @@ def _level_walks(static: tuple, how: str):
             lambda data, theta, rhs, sums: levels.solve(static, data, theta, rhs, edge_sums=sums),
             lambda data, theta, rhs: levels.occupation(static, data, theta, rhs),
         )
-    shapes = static
     return (
         lambda data, theta, rhs, sums: stacked.solve(
-            shapes, data.stacked, data, theta, rhs, edge_sums=sums
+            static, data.stacked, data, theta, rhs, edge_sums=sums
         ),
-        lambda data, theta, rhs: stacked.occupation(shapes, data.stacked, data, theta, rhs),
+        lambda data, theta, rhs: stacked.occupation(static, data.stacked, data, theta, rhs),
     )
 
 
@@ -197,8 +198,7 @@ class Trace:
         self.parameters = tuple(parameters)
         self.provenance = dict(provenance or {})
         n = int(arrays["order"].size)
-        alpha = np.zeros(n)
-        np.add.at(alpha, arrays["init_pos"], arrays["init_prob"])
+        alpha = initial_distribution(arrays)
         absorbing = np.zeros(n, dtype=bool)
         absorbing[: int(arrays["level_vptr"][1])] = True
         coef = np.asarray(arrays["edge_coef"], dtype=np.float64)
@@ -256,17 +256,15 @@ class Trace:
         """Number of topological levels (absorption included)."""
         return int(self.arrays["level_vptr"].size - 1)
 
-    @property
+    @functools.cached_property
     def lumping(self) -> Lumping | None:
         """The exact block chain of the trace (:mod:`phasemake.trace.lumping`), or ``None``
         when it does not lump: as recorded in its trace file, else found on first use."""
-        if "_lumping" not in self.__dict__:
-            from phasemake.trace import lumping
+        if has_lumping(self.arrays):
+            return read_lumping(self.arrays)
+        from phasemake.trace import lumping
 
-            stored = has_lumping(self.arrays)
-            found = read_lumping(self.arrays) if stored else lumping.lump(self._series_data)
-            self.__dict__["_lumping"] = found
-        return self.__dict__["_lumping"]
+        return lumping.lump(self._series_data)
 
     def _theta(self, theta: Any) -> jax.Array:
         return parameter_vector(theta, self.parameters)

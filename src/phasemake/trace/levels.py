@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Level", "in_edges", "occupation", "solve", "structure"]
+__all__ = ["Level", "edge_terms", "in_edges", "occupation", "solve", "structure"]
 
 
 class Level(NamedTuple):
@@ -88,7 +88,7 @@ def _component_matrices(rate, out, src, tgt, group) -> jax.Array:
     return mat + diag[:, :, None] * jnp.eye(m, dtype=rate.dtype)
 
 
-def _edge_terms(coef, xt) -> jax.Array:
+def edge_terms(coef, xt) -> jax.Array:
     """``c_e x_j`` per edge: (E, p) for ``xt`` (E,), (E, p, k) for ``xt`` (E, k)."""
     return coef * xt[:, None] if xt.ndim == 1 else coef[:, :, None] * xt[:, None, :]
 
@@ -136,7 +136,7 @@ def solve(levels: tuple[Level, ...], data, theta, rhs, edge_sums: bool = False):
             b = b + jax.ops.segment_sum(contrib, local, num_segments=nv, indices_are_sorted=True)
             if edge_sums:
                 ys = jax.ops.segment_sum(
-                    _edge_terms(coef[lv.e0 : lv.ei], xt),
+                    edge_terms(coef[lv.e0 : lv.ei], xt),
                     local,
                     num_segments=nv,
                     indices_are_sorted=True,
@@ -145,7 +145,7 @@ def solve(levels: tuple[Level, ...], data, theta, rhs, edge_sums: bool = False):
         x = x.at[lv.v0 : lv.v1].set(_level_solve(lv, b, rate, out, src, tgt, transpose=False))
         if edge_sums and lv.e1 > lv.ei:  # edges inside components, now that x is known
             ys = jax.ops.segment_sum(
-                _edge_terms(coef[lv.ei : lv.e1], x[tgt[lv.ei : lv.e1]]),
+                edge_terms(coef[lv.ei : lv.e1], x[tgt[lv.ei : lv.e1]]),
                 src[lv.ei : lv.e1] - lv.v0,
                 num_segments=nv,
                 indices_are_sorted=True,

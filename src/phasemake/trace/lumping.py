@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 
 from phasemake.trace import uniformisation  # noqa: E402
 from phasemake.trace.lumpstore import MAX_BLOCKS, Lumping  # noqa: E402
+from phasemake.trace.units import initial_distribution  # noqa: E402
 
 __all__ = [
     "MAX_BLOCKS",
@@ -160,9 +161,7 @@ def lump_trace(arrays: dict[str, np.ndarray]) -> Lumping | None:
     """:func:`lump` of the trace with these arrays (:mod:`phasemake.trace.units`): the
     lumping :attr:`phasemake.Trace.lumping <phasemake.trace.evaluator.Trace.lumping>`
     finds, from the same series data (what a trace file records when it is written)."""
-    alpha = np.zeros(int(arrays["order"].size))
-    np.add.at(alpha, arrays["init_pos"], arrays["init_prob"])
-    return lump(uniformisation.series_data(arrays, alpha))
+    return lump(uniformisation.series_data(arrays, initial_distribution(arrays)))
 
 
 # -- evaluation on the block chain (pure JAX) ------------------------------------------------

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phasemake.trace.levels import edge_terms
+
 __all__ = ["StackedArrays", "build_plan", "occupation", "solve"]
 
 #: Buckets whose blocks have up to this many entries per row (C × M²) are built before the
@@ -281,17 +283,13 @@ def _dense_solve(mat: jax.Array, rhs: jax.Array) -> jax.Array:
     return jax.lax.linalg.triangular_solve(lu, b, left_side=True, lower=False)
 
 
-def _terms(coef, xt) -> jax.Array:
-    return coef * xt[:, None] if xt.ndim == 1 else coef[:, :, None] * xt[:, None, :]
-
-
 def _row(bucket: Bucket, r) -> Bucket:
     return Bucket(*(a[r] for a in bucket))
 
 
 def solve(shapes, plan: StackedArrays, data, theta, rhs, edge_sums: bool = False):
-    """``x = (-S)^{-1} rhs`` (and the edge sums ``y``) as the evaluator's unrolled
-    ``_solve``, one bucket program per piece."""
+    """``x = (-S)^{-1} rhs`` (and the edge sums ``y``) as :func:`phasemake.trace.levels.solve`
+    computes them, one bucket program per piece."""
     n = rhs.shape[0]
     rate, out = _pad(data.edge_coef @ theta, 0.0), _pad(data.out_coef @ theta, 1.0)
     tgt, coef = _pad(data.edge_tgt, n), _pad(data.edge_coef, 0.0)
@@ -317,9 +315,9 @@ def solve(shapes, plan: StackedArrays, data, theta, rhs, edge_sums: bool = False
             x = x.at[b.vid].set(sol).at[n].set(0.0)
             if edge_sums:
                 ys = jnp.zeros((big_c * big_m, *y.shape[1:]), y.dtype)
-                ys = ys.at[b.ext_slot].add(_terms(coef[b.ext_e], xt))
+                ys = ys.at[b.ext_slot].add(edge_terms(coef[b.ext_e], xt))
                 slot = b.int_c * big_m + b.int_r
-                ys = ys.at[slot].add(_terms(coef[b.int_e], x[tgt[b.int_e]]))
+                ys = ys.at[slot].add(edge_terms(coef[b.int_e], x[tgt[b.int_e]]))
                 y = y.at[b.vid].set(ys).at[n].set(0.0)
             return x, y
 
@@ -335,7 +333,7 @@ def solve(shapes, plan: StackedArrays, data, theta, rhs, edge_sums: bool = False
 
 
 def occupation(shapes, plan: StackedArrays, data, theta, rhs) -> jax.Array:
-    """``(-S)^{-T} rhs`` top level first, as the evaluator's unrolled ``_occupation``."""
+    """``(-S)^{-T} rhs`` top level first, as :func:`phasemake.trace.levels.occupation`."""
     n = rhs.shape[0]
     rate, out = _pad(data.edge_coef @ theta, 0.0), _pad(data.out_coef @ theta, 1.0)
     in_rate, in_src = _pad(data.in_coef @ theta, 0.0), _pad(data.in_src, n)

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_UNIT_COST",
     "Layout",
     "UnitPlan",
+    "initial_distribution",
     "layout_graph",
     "plan_units",
     "record_trace_arrays",
@@ -212,6 +213,20 @@ def plan_units(
             )
         )
     return layout, units
+
+
+def initial_distribution(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The initial distribution of a stitched trace, in trace vertex order (V,).
+
+    Examples
+    --------
+    >>> arrays = {"order": np.arange(3), "init_pos": np.array([2]), "init_prob": np.array([1.0])}
+    >>> initial_distribution(arrays).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    alpha = np.zeros(int(arrays["order"].size))
+    np.add.at(alpha, arrays["init_pos"], arrays["init_prob"])
+    return alpha
 
 
 def unit_key(arrays: dict[str, np.ndarray]) -> str:
