@@ -237,6 +237,21 @@ def tiny_jax(cache: Path) -> float:
     return time.perf_counter() - start
 
 
+def import_seconds(module: str) -> float:
+    """Median cumulative import time of ``module`` in a fresh interpreter (``-X importtime``)."""
+    runs = []
+    for _ in range(3):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        own = [ln for ln in proc.stderr.splitlines() if ln.rstrip().endswith(f"| {module}")]
+        runs.append(int(own[-1].split("|")[1]) / 1e6)
+    return statistics.median(runs)
+
+
 def fixed_part(root: Path) -> None:
     config = yaml.safe_load((root / "config/config.yaml").read_text())
     analysis = next(n for n, a in config["analyses"].items() if a["observations"] != "sfs")
@@ -289,6 +304,12 @@ def fixed_part(root: Path) -> None:
     warm = statistics.median(tiny_jax(tiny) for _ in range(3))
     shutil.rmtree(tiny, ignore_errors=True)
     print(f"   tiny JAX job (start, imports, one jit): cold {cold:.2f} s, warm {warm:.2f} s")
+    import ml_dtypes
+
+    print(
+        f"   imports: jax {import_seconds('jax'):.2f} s, of which ml_dtypes "
+        f"{ml_dtypes.__version__} {import_seconds('ml_dtypes'):.2f} s (pyproject.toml: ml_dtypes < 0.7)"
+    )
 
 
 # -- one-chunk NLSQ: one job against fit_in_memory ----------------------------------------
