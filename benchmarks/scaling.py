@@ -308,7 +308,8 @@ def fixed_part(root: Path) -> None:
 
     print(
         f"   imports: jax {import_seconds('jax'):.2f} s, of which ml_dtypes "
-        f"{ml_dtypes.__version__} {import_seconds('ml_dtypes'):.2f} s (pyproject.toml: ml_dtypes < 0.7)"
+        f"{ml_dtypes.__version__} {import_seconds('ml_dtypes'):.2f} s "
+        "(pyproject.toml: ml_dtypes < 0.7)"
     )
 
 
