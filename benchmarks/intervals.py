@@ -31,8 +31,8 @@ import numpy as np
 import scipy.stats
 
 import phasemake
-from phasemake.data.observations import simulate_absorption_times
 from phasemake.data.obsmodel import ObservationModel
+from phasemake.data.simulation import simulate_absorption_times
 from phasemake.fit.nlsq import fit_in_memory
 from phasemake.models import two_deme
 

@@ -13,8 +13,9 @@ from phasemake.configcheck import ConfigError, check_model_params
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, DataError, GraphBuildError, PhasemakeError
 from phasemake.core.expressions import check_expression
+from phasemake.data.datafiles import check_data_head
 from phasemake.data.genomedata import check_genome_analysis
-from phasemake.data.observations import check_data_head, observed_classes
+from phasemake.data.observations import observed_classes
 from phasemake.graph.build import DEFAULT_MAX_STATES
 from phasemake.graph.cache import GraphCache
 from phasemake.graph.demesconfig import resolve_demes_model

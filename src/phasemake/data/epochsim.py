@@ -15,7 +15,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from phasemake.data.observations import Observations, _pick, times_observed
+from phasemake.data.observations import Observations
+from phasemake.data.simulation import _pick, times_observed
 
 __all__ = ["simulate_epoch_times"]
 

@@ -1,4 +1,5 @@
-"""Observations: reading, validation, exact simulation, and block-checksummed files.
+"""Observations: the validated table, the SFS as the data see it, and the block-checksummed
+observation files.
 
 Two observation models (their likelihoods are in :mod:`phasemake.data.obsmodel`):
 
@@ -10,9 +11,8 @@ Two observation models (their likelihoods are in :mod:`phasemake.data.obsmodel`)
     ``xi_1 .. xi_{n-1}`` of sites where i of the n sampled sequences carry the derived allele
     (non-negative integers).
 
-Files: CSV/TSV with a header row naming the columns; ``.npy`` (a 2-d array in the column
-order above, or 1-d times); ``.npz`` and HDF5 (arrays named by column; ``counts`` as one 2-d
-array for ``sfs``); tskit ``.trees`` for ``sfs`` when tskit is installed.
+Users' data files are read by :mod:`phasemake.data.datafiles`, simulated data made by
+:mod:`phasemake.data.simulation`; both end in :func:`validate`.
 
 The validated observations are stored as one HDF5 file split into blocks of
 ``block_rows`` rows, each with its own sha256, so that a chunk job reads and verifies only
@@ -21,7 +21,6 @@ its own blocks, streaming them (:func:`iter_blocks`).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import json
@@ -30,7 +29,6 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import h5py
@@ -38,22 +36,19 @@ import numpy as np
 
 from phasemake.core.artefact import atomic_path
 from phasemake.core.errors import ArtefactError, DataError
-from phasemake.data.hdf5input import read_hdf5_columns
 
 __all__ = [
     "KINDS",
     "Observations",
     "block_ranges",
-    "check_data_head",
     "fold",
     "iter_blocks",
     "observation_moments",
     "observed_classes",
     "observed_sfs",
-    "read_data_file",
+    "read_header",
     "read_observations",
-    "simulate_absorption_times",
-    "times_observed",
+    "validate",
     "write_observations",
 ]
 
@@ -205,192 +200,6 @@ def _as_float(source: str, name: str, values: Any) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-# -- files -----------------------------------------------------------------------------------
-TIME_COLUMNS = ("time", "censored", "weight", "group")
-
-
-def header_problem(names: list[str], kind: str, n_classes: int | None = None) -> str | None:
-    """What is wrong with a text file's header for ``kind`` (``None``: nothing): a header-less
-    file, a duplicate, a missing or an unknown column (with the closest allowed name).
-    Columns may come in any order.
-
-    Examples
-    --------
-    >>> header_problem(["duration", "weight"], "absorption_times")[:61]
-    "no 'time' column; unknown column 'duration' (allowed: time, c"
-    >>> header_problem(["1.5", "0"], "absorption_times")[:43]
-    'the first line is data (1.5), not a header;'
-    >>> header_problem(["xi_2", "sites", "xi_1"], "sfs", n_classes=2) is None
-    True
-    """
-    import difflib
-
-    if names and _is_float(names[0]):
-        expected = "time[,censored,weight]" if kind == "absorption_times" else "sites,xi_1,..."
-        return f"the first line is data ({names[0]}), not a header; add a header line: {expected}"
-    if len(set(names)) < len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        return f"duplicate column(s) {dup}"
-    if kind == "absorption_times":
-        allowed, required = list(TIME_COLUMNS), ["time"]
-    else:
-        k = n_classes
-        if k is None:  # from the header itself: xi_1 .. xi_max
-            xis = [int(n[3:]) for n in names if n.startswith("xi_") and n[3:].isdigit()]
-            k = max(xis, default=0)
-        allowed = ["sites"] + [f"xi_{i}" for i in range(1, k + 1)]
-        required = allowed
-    problems = [f"no {c!r} column" for c in required if c not in names]
-    for n in names:
-        if n not in allowed:
-            close = difflib.get_close_matches(n, allowed, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-            if len(allowed) > 6 and not close:
-                hint = f"allowed: {allowed[0]}, {allowed[1]} ... {allowed[-1]}"
-            problems.append(f"unknown column {n!r} ({hint})")
-    if not problems:
-        return None
-    if n_classes is not None and any("'xi_" in p for p in problems):
-        problems.append(f"the model has n - 1 = {n_classes} SFS classes")
-    expected = "time, censored, weight" if kind == "absorption_times" else "sites,xi_1,...,xi_(n-1)"
-    return "; ".join(problems) + f"; expected columns among {expected} (in any order)"
-
-
-def _from_table(kind: str, names: list[str], table: np.ndarray, source: str) -> dict:
-    if kind == "absorption_times":
-        return {name: table[:, j] for j, name in enumerate(names)}
-    problem = header_problem(names, kind)
-    if problem:
-        raise DataError(f"{source}: {problem}")
-    order = [names.index(f"xi_{i}") for i in range(1, len(names))]  # any column order
-    return {"sites": table[:, names.index("sites")], "counts": table[:, order]}
-
-
-def check_data_head(
-    path: str | os.PathLike[str], *, kind: str, n_classes: int | None = None, rows: int = 100
-) -> None:
-    """Parse-time check of a text data file: its header and its first ``rows`` rows, read and
-    validated as the data job will (the rest is checked there). Other formats are left to
-    the data job.
-
-    Raises
-    ------
-    DataError
-        Naming the file, and the row and column, or the missing or unknown column.
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".csv", ".tsv", ".tab", ".txt"):
-        cols = _read_text(path, kind, max_rows=rows, n_classes=n_classes)
-        validate(kind, cols, source=str(path), n_classes=n_classes)
-
-
-def _read_text(
-    path: Path, kind: str, *, max_rows: int | None = None, n_classes: int | None = None
-) -> dict:
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty file; expected a header row and data rows")
-        names = [h.strip() for h in header]
-        problem = header_problem(names, kind, n_classes)
-        if problem:
-            raise DataError(f"{path}: header {','.join(names)}: {problem}")
-        rows = []
-        for line, fields in enumerate(reader, start=1):
-            if max_rows is not None and line > max_rows:
-                break
-            if not fields:
-                continue
-            if len(fields) != len(names):
-                raise DataError(
-                    f"{path}: row {line} has {len(fields)} columns; the header has "
-                    f"{len(names)} ({','.join(names)})"
-                )
-            try:
-                rows.append([float(x) for x in fields])
-            except ValueError:
-                j = next(j for j, x in enumerate(fields) if not _is_float(x))
-                raise _bad(str(path), line, names[j], fields[j], "a number") from None
-    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
-    return _from_table(kind, names, table, str(path))
-
-
-def _is_float(x: str) -> bool:
-    try:
-        float(x)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_trees(path: Path, windows: int) -> dict:
-    try:
-        import tskit
-    except ImportError:
-        raise DataError(f"{path}: reading tree sequences needs tskit (pip install tskit)") from None
-    ts = tskit.load(str(path))
-    breaks = np.linspace(0.0, ts.sequence_length, windows + 1)
-    afs = ts.allele_frequency_spectrum(
-        mode="site", windows=breaks, polarised=True, span_normalise=False
-    )
-    return {"sites": np.diff(breaks), "counts": afs[:, 1:-1]}
-
-
-def read_data_file(
-    path: str | os.PathLike[str], *, kind: str, n_classes: int | None = None, windows: int = 1
-) -> Observations:
-    """Read and validate an observations file (format from its suffix, see module doc).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "times.csv"
-    >>> _ = p.write_text("time,censored\\n1.5,0\\n2.0,1\\n")
-    >>> read_data_file(p, kind="absorption_times").columns["censored"].tolist()
-    [0.0, 1.0]
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check data.file in the analysis")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv", ".tab", ".txt"):
-            cols = _read_text(path, kind, n_classes=n_classes)
-        elif suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if kind == "absorption_times" and arr.ndim == 1:
-                arr = arr[:, None]
-            if arr.ndim != 2 or arr.shape[1] == 0:
-                raise DataError(f"{path}: expected a 2-d array (rows, columns), got {arr.shape}")
-            names = (
-                ["time", "censored", "weight"][: arr.shape[1]]
-                if kind == "absorption_times"
-                else ["sites"] + [f"xi_{i}" for i in range(1, arr.shape[1])]
-            )
-            if len(names) < arr.shape[1]:
-                raise DataError(f"{path}: {arr.shape[1]} columns; expected at most 3")
-            cols = _from_table(kind, names, arr.astype(np.float64), str(path))
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                cols = {k: z[k] for k in z.files}
-        elif suffix in (".h5", ".hdf5"):
-            cols = read_hdf5_columns(path)  # refuses links and non-numeric dtypes
-        elif suffix == ".trees" and kind == "sfs":
-            cols = _read_trees(path, windows)
-        else:
-            raise DataError(
-                f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .npy, .npz, .h5"
-                + (" or .trees" if kind == "sfs" else "")
-            )
-    except (OSError, ValueError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"{path}: cannot be read as {suffix} ({err})") from None
-    return validate(kind, cols, source=str(path), n_classes=n_classes)
-
-
 # -- folded and misidentified SFS -------------------------------------------------------------
 def observed_classes(n_classes: int, *, folded: bool) -> int:
     """SFS classes of the data: ``n - 1`` unfolded, ``⌊n/2⌋`` folded (``n_classes = n - 1``).
@@ -431,78 +240,6 @@ def observed_sfs(expected, *, misid=None, fold_matrix=None):
     if misid is not None:
         expected = (1.0 - misid) * expected + misid * expected[::-1]
     return expected if fold_matrix is None else fold_matrix @ expected
-
-
-# -- simulation ------------------------------------------------------------------------------
-def simulate_absorption_times(
-    graph, theta: Any, *, size: int, seed: int, censor_at: float | None = None
-) -> Observations:
-    """Exact (Gillespie) absorption times of ``size`` independent paths through ``graph``.
-
-    Deterministic for a given ``seed``. With ``censor_at``, times beyond it are reported
-    as ``censor_at`` with ``censored = 1``.
-
-    Examples
-    --------
-    >>> from phasemake import build_graph
-    >>> from phasemake.models import kingman
-    >>> obs = simulate_absorption_times(build_graph(kingman, n=2), [1.0], size=20000, seed=1)
-    >>> round(float(obs.columns["time"].mean()), 1)   # Exp(1)
-    1.0
-    """
-    rng = np.random.default_rng(seed)
-    rates = graph.rates(theta)
-    n = graph.n_vertices
-    out = np.bincount(graph.edge_src, weights=rates, minlength=n)
-    start = np.searchsorted(graph.edge_src, np.arange(n + 1))
-    cum = np.zeros_like(rates)
-    for v in np.flatnonzero(out > 0):  # per-vertex cumulative jump probabilities
-        a, b = start[v], start[v + 1]
-        cum[a:b] = np.cumsum(rates[a:b]) / out[v]
-    probs = np.asarray(graph.init_prob, dtype=np.float64)
-    where = graph.init_index[rng.choice(probs.size, size=size, p=probs / probs.sum())]
-    time = np.zeros(size)
-    alive = out[where] > 0
-    while alive.any():
-        idx = np.flatnonzero(alive)
-        v = where[idx]
-        time[idx] += rng.exponential(1.0 / out[v])
-        u = rng.random(idx.size)
-        where[idx] = graph.edge_tgt[_pick(cum, start[v], start[v + 1], u)]
-        alive[idx] = out[where[idx]] > 0
-    return times_observed(time, censor_at)
-
-
-def times_observed(time: np.ndarray, censor_at: float | None) -> Observations:
-    """Simulated absorption times as observations: times beyond ``censor_at`` reported as
-    ``censor_at`` with ``censored = 1``; every weight 1."""
-    censored = np.zeros(time.size)
-    if censor_at is not None:
-        censored = (time > censor_at).astype(np.float64)
-        time = np.minimum(time, censor_at)
-    return Observations(
-        "absorption_times", {"time": time, "censored": censored, "weight": np.ones(time.size)}
-    )
-
-
-def _pick(cum: np.ndarray, a: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Vectorised: for each walker, the edge in ``[a, b)`` where ``cum`` first exceeds ``u``."""
-    width = int((b - a).max())
-    offsets = np.arange(width)
-    pos = np.minimum(a[:, None] + offsets[None, :], (b - 1)[:, None])
-    passed = (cum[pos] <= u[:, None]) & (offsets[None, :] < (b - a - 1)[:, None])
-    return a + passed.sum(axis=1)
-
-
-def simulate_sfs(expected: np.ndarray, *, sites: np.ndarray, seed: int) -> Observations:
-    """Poisson random field counts: ``xi_i ~ Poisson(sites_w · expected_i)`` per window.
-
-    ``expected`` is the per-site expected SFS, ``mutation · E[ξ_i](θ)``.
-    """
-    rng = np.random.default_rng(seed)
-    sites = np.asarray(sites, dtype=np.float64)
-    counts = rng.poisson(sites[:, None] * np.asarray(expected)[None, :]).astype(np.float64)
-    return Observations("sfs", {"sites": sites, "counts": counts})
 
 
 # -- block-checksummed files -------------------------------------------------------------------

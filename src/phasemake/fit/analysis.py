@@ -20,6 +20,7 @@ from phasemake.core.artefact import (
     write_artefact,
     write_json_artefact,
 )
+from phasemake.data.datafiles import read_data_file
 from phasemake.data.observations import (
     Observations,
     block_ranges,
@@ -27,11 +28,9 @@ from phasemake.data.observations import (
     iter_blocks,
     observed_classes,
     observed_sfs,
-    read_data_file,
     read_header,
-    simulate_absorption_times,
-    simulate_sfs,
 )
+from phasemake.data.simulation import simulate_absorption_times, simulate_sfs
 from phasemake.fit.linkage import BlockScores, block_choice
 from phasemake.fit.nlsq import LMSettings, fit_summary, lm_update, profile_state
 from phasemake.fit.state import CHUNK_KIND, CHUNK_VERSION, Accumulator, read_state, write_state

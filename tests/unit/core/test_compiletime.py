@@ -22,8 +22,8 @@ from phasemake.core.compiletime import (
     phase_seconds,
     process_seconds,
 )
-from phasemake.data.observations import simulate_absorption_times
 from phasemake.data.obsmodel import ObservationModel, padded_size
+from phasemake.data.simulation import simulate_absorption_times
 from phasemake.fit.analysis import enable_compilation_cache
 from phasemake.models import kingman
 from phasemake.posterior.priors import log_prior

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from phasemake.core.errors import DataError
-from phasemake.data.observations import read_data_file
+from phasemake.data.datafiles import read_data_file
 
 
 @pytest.mark.parametrize(

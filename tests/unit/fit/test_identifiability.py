@@ -16,8 +16,8 @@ import pytest
 import phasemake
 from phasemake import build_graph
 from phasemake.core.artefact import write_json_artefact
-from phasemake.data.observations import simulate_absorption_times
 from phasemake.data.obsmodel import ObservationModel
+from phasemake.data.simulation import simulate_absorption_times
 from phasemake.fit.identifiability import MAX_CORRELATION, fit_warnings
 from phasemake.fit.nlsq import RUNAWAY_LOG, LMSettings, fit_in_memory, fit_summary, lm_update
 from phasemake.fit.state import Accumulator

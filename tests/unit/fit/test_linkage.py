@@ -20,8 +20,9 @@ import pytest
 import phasemake
 from phasemake import build_graph
 from phasemake.core.errors import DataError
-from phasemake.data.observations import Observations, simulate_sfs
+from phasemake.data.observations import Observations
 from phasemake.data.obsmodel import ObservationModel, fold
+from phasemake.data.simulation import simulate_sfs
 from phasemake.fit.linkage import BlockScores, adjust_draws, block_ids, robust_summary
 from phasemake.fit.nlsq import LMSettings, fit_in_memory
 from phasemake.models import block_counting, kingman

@@ -24,8 +24,9 @@ import scipy.stats
 
 import phasemake
 from phasemake import build_graph
-from phasemake.data.observations import Observations, simulate_absorption_times, simulate_sfs
+from phasemake.data.observations import Observations
 from phasemake.data.obsmodel import Accumulator, ObservationModel
+from phasemake.data.simulation import simulate_absorption_times, simulate_sfs
 from phasemake.fit.nlsq import LMSettings, fit_in_memory, lm_update
 from phasemake.models import block_counting, kingman, rabbits, two_deme
 from phasemake.trace.dense import sub_intensity

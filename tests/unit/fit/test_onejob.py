@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from phasemake import build_graph, spec_hash
-from phasemake.data.observations import simulate_absorption_times, write_observations
+from phasemake.data.observations import write_observations
+from phasemake.data.simulation import simulate_absorption_times
 from phasemake.fit.analysis import accumulate_chunk, model_from_files, step_nlsq
 from phasemake.fit.nlsq import LMSettings
 from phasemake.fit.onejob import fit_sole_passes

@@ -17,8 +17,8 @@ import scipy.optimize
 
 import phasemake
 from phasemake import build_graph
-from phasemake.data.observations import simulate_absorption_times, simulate_sfs
 from phasemake.data.obsmodel import ObservationModel
+from phasemake.data.simulation import simulate_absorption_times, simulate_sfs
 from phasemake.fit.identifiability import fit_warnings
 from phasemake.fit.nlsq import fit_in_memory
 from phasemake.fit.profile import CHI2_95, profile_bound, profile_intervals

@@ -76,11 +76,8 @@ def test_a_chunk_of_other_data_is_not_used(tmp_path):
 
 def test_a_chunk_job_refuses_observations_of_other_data(tmp_path):
     from phasemake import ArtefactError, build_graph
-    from phasemake.data.observations import (
-        read_header,
-        simulate_absorption_times,
-        write_observations,
-    )
+    from phasemake.data.observations import read_header, write_observations
+    from phasemake.data.simulation import simulate_absorption_times
     from phasemake.fit.analysis import check_observations
     from phasemake.models import kingman
 
@@ -100,7 +97,8 @@ def test_a_chunk_job_refuses_observations_of_other_data(tmp_path):
 
 def test_observations_of_other_data_are_removed_at_parse_time(tmp_path):
     from phasemake import build_graph
-    from phasemake.data.observations import simulate_absorption_times, write_observations
+    from phasemake.data.observations import write_observations
+    from phasemake.data.simulation import simulate_absorption_times
     from phasemake.fit.analysis import discard_foreign_observations
     from phasemake.models import kingman
 

@@ -17,8 +17,8 @@ import scipy.stats
 
 import phasemake
 from phasemake import build_graph
-from phasemake.data.observations import simulate_absorption_times
 from phasemake.data.obsmodel import ObservationModel
+from phasemake.data.simulation import simulate_absorption_times
 from phasemake.models import kingman
 from phasemake.posterior.grid import grid_check, grid_posterior
 from phasemake.posterior.priors import log_prior

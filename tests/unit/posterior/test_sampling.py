@@ -18,8 +18,8 @@ import pytest
 
 import phasemake
 from phasemake import build_graph
-from phasemake.data.observations import simulate_absorption_times, simulate_sfs
 from phasemake.data.obsmodel import ObservationModel
+from phasemake.data.simulation import simulate_absorption_times, simulate_sfs
 from phasemake.fit.analysis import enable_compilation_cache
 from phasemake.fit.nlsq import fit_in_memory
 from phasemake.models import block_counting, kingman, rabbits
