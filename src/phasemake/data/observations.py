@@ -11,8 +11,9 @@ Two observation models (their likelihoods are in :mod:`phasemake.data.obsmodel`)
     ``xi_1 .. xi_{n-1}`` of sites where i of the n sampled sequences carry the derived allele
     (non-negative integers).
 
-Users' data files are read by :mod:`phasemake.data.datafiles`, simulated data made by
-:mod:`phasemake.data.simulation`; both end in :func:`validate`.
+Users' data files are read by :mod:`phasemake.data.datafiles` and checked by
+:func:`validate`; simulated data come from :mod:`phasemake.data.simulation` and
+:mod:`phasemake.data.epochsim`.
 
 The validated observations are stored as one HDF5 file split into blocks of
 ``block_rows`` rows, each with its own sha256, so that a chunk job reads and verifies only
