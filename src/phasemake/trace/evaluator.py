@@ -62,12 +62,6 @@ class TraceData(NamedTuple):
     stacked: Any = ()  # the stacked plan's index arrays (:mod:`phasemake.trace.stacked`)
 
 
-def _index_dtype(*sizes: int) -> type:
-    """int32 when every vertex and edge index fits (the evaluator is memory-bound: the
-    solves stream each edge's source, target and coefficient once per θ), else int64."""
-    return np.int32 if max(sizes) < 2**31 else np.int64
-
-
 def _theta_cotangent(data: TraceData, left, right, sums) -> jax.Array:
     """``-Σ_e c_e Σ_k left_ik (right_ik - right_jk)`` over edges ``e = i → j``: the
     cotangent of θ for ``(-S) right = ·`` with adjoint ``left``, from ``sums`` (the edge
@@ -205,7 +199,7 @@ class Trace:
         out_coef = np.zeros((n, coef.shape[1]))
         np.add.at(out_coef, arrays["edge_src"], coef)
         perm, jptr = levels.in_edges(arrays)
-        index = _index_dtype(n, coef.shape[0])  # int32 indices: less memory to stream
+        index = levels.index_dtype(n, coef.shape[0])  # int32 indices: less memory to stream
         src, tgt = arrays["edge_src"].astype(index), arrays["edge_tgt"].astype(index)
         self.data = TraceData(
             edge_src=jax.device_put(src),

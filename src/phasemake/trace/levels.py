@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Level", "edge_terms", "in_edges", "occupation", "solve", "structure"]
+__all__ = ["Level", "edge_terms", "in_edges", "index_dtype", "occupation", "solve", "structure"]
 
 
 class Level(NamedTuple):
@@ -31,6 +31,19 @@ class Level(NamedTuple):
     j1: int
     singles: int
     groups: tuple[tuple[int, int, int, int, int], ...]  # (m, count, vstart, istart, iend)
+
+
+def index_dtype(*sizes: int) -> type:
+    """int32 when every vertex and edge index up to ``max(sizes)`` fits (the solves are
+    memory-bound: they stream each edge's source, target and coefficient once per θ), else
+    int64.
+
+    Examples
+    --------
+    >>> index_dtype(5150, 19998).__name__, index_dtype(2**31).__name__
+    ('int32', 'int64')
+    """
+    return np.int32 if max(sizes) < 2**31 else np.int64
 
 
 def in_edges(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

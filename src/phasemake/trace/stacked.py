@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phasemake.trace.levels import edge_terms
+from phasemake.trace.levels import edge_terms, index_dtype
 
 __all__ = ["StackedArrays", "build_plan", "occupation", "solve"]
 
@@ -179,7 +179,7 @@ def build_plan(levels, arrays: dict[str, np.ndarray], in_perm: np.ndarray):
         keys.append(key)
         members.setdefault(key, []).append(p)
     order = list(members)
-    index = np.int32 if max(n_vertices, n_edges) < 2**31 - 1 else np.int64
+    index = index_dtype(n_vertices, n_edges)  # the padding sentinels included
     shapes, buckets = [], []
     for key in order:
         ps = members[key]
